@@ -1,0 +1,106 @@
+"""Command line: `python -m crossmatch_lite train|evaluate|keys`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config, valid_keys
+
+
+def _print_metrics(title: str, m: dict) -> None:
+    if "dice" not in m:
+        print(f"{title}: no cases")
+        return
+    parts = [f"{k} {100 * v:.2f}" for k, v in m["dice"].items() if k != "mean" and v is not None]
+    mean = m["dice"]["mean"]
+    line = f"{title}: Dice {100 * mean:.2f} ({', '.join(parts)})" if mean is not None else f"{title}: Dice n/a"
+    for key in ("hd95_mm", "asd_mm", "hd95_vox", "asd_vox"):
+        if key in m and m[key].get("mean") is not None:
+            line += f", {key} {m[key]['mean']:.2f}"
+    print(line + f" over {m['n_cases']} cases")
+
+
+def cmd_train(args) -> int:
+    from .train import RunMismatch, TrainingDiverged, train
+
+    cfg = load_config(args.config, args.set)
+    try:
+        summary = train(cfg, args.out)
+    except (FileNotFoundError, RunMismatch, TrainingDiverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _print_metrics("val (best.pt)", summary["val"])
+    _print_metrics("test (best.pt)", summary["test"])
+    print(f"run folder: {args.out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import torch
+
+    from .data import load_data
+    from .io_utils import atomic_write_json
+    from .train import Trainer
+
+    run = Path(args.run)
+    if not (run / "config.yaml").exists():
+        print(f"error: {run} is not a run folder (no config.yaml); pass the --out of a `train` run", file=sys.stderr)
+        return 2
+    overrides = [f"data.split_file={args.split_file or run / 'split.json'}"] + list(args.set)
+    cfg = load_config(run / "config.yaml", overrides)
+    ckpt = run / f"{args.checkpoint}.pt"
+    if not ckpt.exists():
+        print(f"error: {ckpt} does not exist; train first or choose --checkpoint latest|best", file=sys.stderr)
+        return 2
+    try:
+        data = load_data(cfg.data, seed=cfg.train.seed)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    trainer = Trainer(cfg, run, data=data)
+    trainer.model.load_state_dict(torch.load(ckpt, map_location=trainer.device, weights_only=False)["model"])
+    cases = data.val_cases if args.split == "val" else data.test_cases
+    result = trainer.evaluate(cases, distances=cfg.eval.distances)
+    name = f"eval_{args.split}_{args.checkpoint}" + (f"_{Path(args.split_file).stem}" if args.split_file else "")
+    atomic_write_json(run / f"{name}.json", result)
+    _print_metrics(f"{args.split} ({ckpt.name})", result)
+    print(f"written: {run / (name + '.json')}")
+    return 0
+
+
+def cmd_keys(args) -> int:
+    print("\n".join(valid_keys()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m crossmatch_lite", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a preset and evaluate its best-on-val checkpoint")
+    t.add_argument("--config", default="configs/crossmatch.yaml", help="YAML preset (default: %(default)s)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set distill.eta=0.3 (repeatable)")
+    t.add_argument("--out", required=True, help="run folder; re-running with the same folder resumes")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("evaluate", help="re-evaluate a finished or interrupted run")
+    e.add_argument("--run", required=True, help="a run folder written by `train`")
+    e.add_argument("--split", choices=("test", "val"), default="test")
+    e.add_argument("--split-file", default=None, help="JSON split whose val/test lists to evaluate")
+    e.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key, e.g. --set data.root=/elsewhere")
+    e.set_defaults(func=cmd_evaluate)
+    k = sub.add_parser("keys", help="list every config key")
+    k.set_defaults(func=cmd_keys)
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

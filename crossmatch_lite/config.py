@@ -1,0 +1,314 @@
+"""The one typed configuration tree of a run.
+
+Every knob of the method lives here, with the official CrossMatch ACDC value as its
+default, so that `Config()` *is* the crossmatch preset. YAML presets and `--set`
+overrides are applied on top and checked against these dataclasses: an unknown key is
+an error that lists the valid ones, and a value of the wrong type is refused before
+any training starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    name: str = "acdc"  # toy_acdc | toy_isic | acdc | isic2018
+    root: str = "data/ACDC"  # prepared dataset folder (ignored by the toy datasets)
+    labeled: float = 3  # ACDC/toy_acdc: labeled patients; ISIC: fraction (<1) or count
+    size: int = 256  # square training size; official "crop_size" (a resize, not a crop)
+    split_file: Optional[str] = None  # JSON split written by an earlier run, to reuse it
+    cache: bool = True  # keep the resized training arrays in <root>/cache for fast reloads
+
+
+@dataclass
+class ModelConfig:
+    # SSL4MIS 2D UNet as used by UniMatch/CrossMatch on ACDC.
+    channels: list = field(default_factory=lambda: [16, 32, 64, 128, 256])
+    encoder_dropout: list = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5])
+
+
+@dataclass
+class ImagePerturbConfig:
+    enabled: bool = True
+    strong_views: int = 2  # 0, 1 or 2 strongly augmented copies of the unlabeled batch
+    color_jitter: bool = True
+    jitter_p: float = 0.8
+    brightness: float = 0.5
+    contrast: float = 0.5
+    saturation: float = 0.5
+    hue: float = 0.25
+    blur: bool = True
+    blur_p: float = 0.5
+    blur_sigma: list = field(default_factory=lambda: [0.1, 2.0])
+    cutmix: bool = True
+    cutmix_p: float = 0.5
+    cutmix_area: list = field(default_factory=lambda: [0.02, 0.4])
+    cutmix_ratio: list = field(default_factory=lambda: [0.3, 1 / 0.3])
+    cutmix_source: str = "second_batch"  # second_batch (official) | in_batch (batch rolled by one)
+
+
+@dataclass
+class FeaturePerturbConfig:
+    enabled: bool = True
+    weak_rate: float = 0.25  # Dropout2d rate of the weak stream (official: 0.5 * 0.5)
+    strong_rate: Optional[float] = 0.75  # of the strong stream (0.5 * 1.5); null: no strong stream
+    on_strong_view: bool = True  # also decode the last strong view through the streams
+
+
+@dataclass
+class PerturbConfig:
+    image: ImagePerturbConfig = field(default_factory=ImagePerturbConfig)
+    feature: FeaturePerturbConfig = field(default_factory=FeaturePerturbConfig)
+
+
+@dataclass
+class DistillConfig:
+    enabled: bool = True
+    teacher_terms: bool = True  # a, b (weak view streams) and c, d (strong view streams) taught by p_w
+    cross_terms: bool = True  # e, f: strong-view streams taught by the matching weak-view streams
+    eta: float = 0.3
+    mode: str = "hard"  # hard: masked Dice on argmax labels (official code) | soft: masked KL
+    temperature: float = 1.0  # soft mode only
+
+
+@dataclass
+class PseudoConfig:
+    conf_thresh: float = 0.95
+    threshold_schedule: str = "fixed"  # fixed | ramp (linear from ramp_start to conf_thresh)
+    ramp_start: float = 0.5
+    ramp_fraction: float = 0.3  # share of training over which the ramp rises
+    source_pass_mode: str = "eval"  # BatchNorm/dropout mode of the no-gradient pass on the CutMix source
+
+
+@dataclass
+class LossConfig:
+    # L = (supervised*L_x + strong*mean(L_s_i) + distill*L_kd) / normalizer
+    supervised: float = 1.0
+    strong: float = 0.5
+    distill: float = 0.5
+    normalizer: float = 2.0
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 30000
+    batch_size: int = 12  # labeled images per iteration
+    unlabeled_batch_size: Optional[int] = None  # default: batch_size (official)
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    threads: int = 0  # CPU threads for torch; 0: one per physical core
+    val_every: int = 500
+    log_every: int = 10
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
+    channels_last: str = "auto"  # auto (on for CUDA) | on | off
+    compile: bool = False
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    batch_slices: int = 32  # slices per forward pass at evaluation
+    distances: bool = True  # HD95/ASD on the final val/test evaluation (slower than Dice)
+
+
+@dataclass
+class Config:
+    preset: str = "crossmatch"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+CHOICES = {
+    "data.name": ("toy_acdc", "toy_isic", "acdc", "isic2018"),
+    "perturb.image.cutmix_source": ("second_batch", "in_batch"),
+    "perturb.image.strong_views": (0, 1, 2),
+    "distill.mode": ("hard", "soft"),
+    "pseudo.threshold_schedule": ("fixed", "ramp"),
+    "pseudo.source_pass_mode": ("eval", "train"),
+    "train.amp": ("auto", "bf16", "off"),
+    "train.channels_last": ("auto", "on", "off"),
+}
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the Config tree."""
+
+
+def valid_keys(node: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the tree, e.g. 'distill.eta'."""
+    node = Config() if node is None else node
+    keys = []
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += valid_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _field_type(node: Any, name: str) -> Any:
+    hints = typing.get_type_hints(type(node))
+    return hints[name]
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML value to the declared type, or explain why it cannot be."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    if tp is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return list(value)
+    return value
+
+
+def _unknown(key: str) -> ConfigError:
+    keys = valid_keys()
+    near = [k for k in keys if k.split(".")[-1] in key or key.split(".")[-1][:4] in k]
+    hint = f" Did you mean: {', '.join(near[:5])}?" if near else ""
+    return ConfigError(
+        f"unknown config key '{key}'.{hint} Valid keys are:\n  " + "\n  ".join(keys)
+    )
+
+
+def set_key(cfg: Config, key: str, value: Any) -> None:
+    """Set one dotted key, checking that it exists and that the value has its type."""
+    node = cfg
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = getattr(node, part, None) if dataclasses.is_dataclass(node) else None
+        if not dataclasses.is_dataclass(child):
+            raise _unknown(key)
+        node = child
+    leaf = parts[-1]
+    if not dataclasses.is_dataclass(node) or leaf not in {f.name for f in dataclasses.fields(node)}:
+        raise _unknown(key)
+    if dataclasses.is_dataclass(getattr(node, leaf)):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} is a section; set its keys, e.g. {valid_keys(getattr(node, leaf), key + '.')[0]}")
+        for k, v in value.items():
+            set_key(cfg, f"{key}.{k}", v)
+        return
+    coerced = _coerce(value, _field_type(node, leaf), key)
+    allowed = CHOICES.get(key)
+    if allowed is not None and coerced not in allowed:
+        raise ConfigError(f"{key}: {coerced!r} is not one of {', '.join(map(str, allowed))}")
+    setattr(node, leaf, coerced)
+
+
+def apply_dict(cfg: Config, data: dict, prefix: str = "") -> None:
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            apply_dict(cfg, v, key + ".")
+        else:
+            set_key(cfg, key, v)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'distill.eta=0.3' -> ('distill.eta', 0.3); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. distill.eta=0.3")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override '{text}': cannot read value {raw!r}: {e}") from None
+    return key.strip(), value
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple = ()) -> Config:
+    """Defaults, then the YAML file (if any), then the key=value overrides, in that order."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist; presets live in configs/ (e.g. configs/crossmatch.yaml)")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping of sections at the top level")
+        try:
+            apply_dict(cfg, data)
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+    for text in overrides:
+        set_key(cfg, *parse_override(text))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that single-key typing cannot express."""
+    if not 0.0 <= cfg.distill.eta <= 1.0:
+        raise ConfigError(f"distill.eta must lie in [0, 1], got {cfg.distill.eta}")
+    for key in ("weak_rate", "strong_rate"):
+        rate = getattr(cfg.perturb.feature, key)
+        if rate is not None and not 0.0 <= rate < 1.0:
+            raise ConfigError(f"perturb.feature.{key} must lie in [0, 1), got {rate}")
+    if cfg.train.iterations < 1:
+        raise ConfigError("train.iterations must be at least 1")
+    if cfg.data.size % 16:
+        raise ConfigError(f"data.size must be a multiple of 16 (the UNet halves it four times), got {cfg.data.size}")
+    if len(cfg.model.channels) != 5 or len(cfg.model.encoder_dropout) != 5:
+        raise ConfigError("model.channels and model.encoder_dropout need 5 entries, one per UNet level")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    from .io_utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,220 @@
+"""One CrossMatch training step, read top to bottom like the paper.
+
+    1. Teachers on the CutMix source batch m (no gradient): its clean prediction fills
+       the CutMix boxes of the pseudo-labels; its weak/strong feature-perturbed
+       predictions fill the boxes of the cross-term teachers.
+    2. Labeled batch x and weak view u_w share one encoder pass; the features of u_w are
+       decoded clean (p_w, the teacher), and through weak and strong channel dropout
+       (p_w^weak, p_w^strong).
+    3. The strong views s1, s2 share one encoder pass; the last one is also decoded
+       through the weak and strong streams (p_s2^weak, p_s2^strong).
+    4. Pseudo-labels: argmax of the detached teachers, pixels below the confidence
+       threshold ignored, box pixels taken from the source's teachers.
+    5. Loss:
+         L_x   = (CE + Dice) / 2 on the labeled batch
+         L_s_i = Dice(p_s_i, p_w)                    image-level consistency
+         a, b  = Dice(p_w^weak, p_w), Dice(p_w^strong, p_w)
+         c, d  = Dice(p_s2^weak, p_w), Dice(p_s2^strong, p_w)
+         e, f  = Dice(p_s2^weak, p_w^weak), Dice(p_s2^strong, p_w^strong)
+         L_kd  = (1 - eta) * mean(a, b, c, d) + eta * mean(e, f)
+         L     = (L_x + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_kd) / 2       (official weights)
+
+Every switch of the config removes exactly its own terms, and a forward pass runs only
+when some term uses its output. The decoder calls group the same images as the
+official code (x with u_w, s1 with s2) so BatchNorm sees the same batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .augment import UnlabeledViews, paste
+from .config import Config
+from .losses import masked_dice_loss, masked_kl_loss, supervised_loss
+from .unet import UNet, cat_features, drop_features
+
+
+@dataclass
+class Teacher:
+    """Detached logits of a teaching prediction; its pseudo-label is their argmax."""
+    logits: torch.Tensor
+
+    @property
+    def label(self) -> torch.Tensor:
+        return self.logits.argmax(dim=1)
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        return self.logits.float().softmax(dim=1).amax(dim=1)
+
+    def boxed(self, source: "Teacher | None", box: torch.Tensor | None) -> "Teacher":
+        """The teacher of a CutMixed view: inside the box, the source image's prediction."""
+        if source is None or box is None:
+            return self
+        return Teacher(paste(self.logits, source.logits, box))
+
+    def rolled(self) -> "Teacher":
+        return Teacher(self.logits.roll(1, dims=0))
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    terms: dict[str, float] = field(default_factory=dict)
+    mask_ratio: float = float("nan")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which predictions this configuration needs; derived once from the switches."""
+    n_strong: int
+    cutmix: bool
+    second_batch_source: bool
+    streams: tuple[tuple[str, float], ...]  # feature-perturbation streams decoded
+    teacher_terms: bool
+    cross_terms: bool
+    streams_on_strong: bool
+    mode: str
+    temperature: float
+
+    @property
+    def unlabeled(self) -> bool:
+        return self.n_strong > 0 or bool(self.streams)
+
+
+def plan_from(cfg: Config) -> Plan:
+    ip, fp, dc = cfg.perturb.image, cfg.perturb.feature, cfg.distill
+    n_strong = ip.strong_views if ip.enabled else 0
+    teacher = dc.enabled and dc.teacher_terms
+    cross = dc.enabled and dc.cross_terms and n_strong > 0 and fp.on_strong_view
+    streams: tuple = ()
+    if fp.enabled and (teacher or cross):
+        streams = (("weak", fp.weak_rate),)
+        if fp.strong_rate is not None:
+            streams += (("strong", fp.strong_rate),)
+    cutmix = n_strong > 0 and ip.cutmix
+    return Plan(
+        n_strong=n_strong,
+        cutmix=cutmix,
+        second_batch_source=cutmix and ip.cutmix_source == "second_batch",
+        streams=streams,
+        teacher_terms=teacher and bool(streams),
+        cross_terms=cross and bool(streams),
+        streams_on_strong=bool(streams) and n_strong > 0 and fp.on_strong_view,
+        mode=dc.mode,
+        temperature=dc.temperature,
+    )
+
+
+def _decode_groups(model: UNet, groups: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Decode several feature pyramids in one decoder call; return one output each."""
+    sizes = [g[0].shape[0] for g in groups]
+    return list(model.decode(cat_features(*groups)).split(sizes, dim=0))
+
+
+@torch.no_grad()
+def source_teachers(model: UNet, m_w: torch.Tensor, plan: Plan, train_mode: bool) -> dict[str, Teacher]:
+    """Step 1: the CutMix source's clean (and, for the cross terms, perturbed) predictions.
+
+    One encoder pass, one decoder call; the official code runs the encoder twice and also
+    pushes the labeled batch through the network here only to discard it.
+    """
+    was_training = model.training
+    model.train(train_mode)
+    f_m = model.encode(m_w)
+    groups = [f_m]
+    names = ["clean"]
+    if plan.cross_terms:
+        for name, rate in plan.streams:
+            groups.append(drop_features(f_m, rate))
+            names.append(name)
+    outs = _decode_groups(model, groups)
+    model.train(was_training)
+    return {n: Teacher(o.detach()) for n, o in zip(names, outs)}
+
+
+def crossmatch_step(model: UNet, x: torch.Tensor, y: torch.Tensor, views: UnlabeledViews | None,
+                    cfg: Config, plan: Plan, conf_thresh: float) -> StepOutput:
+    lw = cfg.loss
+    if not plan.unlabeled or views is None:
+        loss_x = supervised_loss(model(x), y)
+        return StepOutput(loss=lw.supervised * loss_x / lw.normalizer, terms={"x": loss_x.detach().item()})
+
+    # 1. Teachers on the CutMix source batch.
+    src: dict[str, Teacher] = {}
+    if plan.second_batch_source:
+        src = source_teachers(model, views.m_w, plan, cfg.pseudo.source_pass_mode == "train")
+
+    # 2. x and u_w: one encoder pass; u_w decoded clean and through each stream.
+    b_x = x.shape[0]
+    f_xu = model.encode(torch.cat([x, views.u_w]))
+    f_x = [f[:b_x] for f in f_xu]
+    f_u = [f[b_x:] for f in f_xu]
+    groups = [f_x, f_u] + [drop_features(f_u, rate) for _, rate in plan.streams]
+    p_x, p_w, *p_w_streams = _decode_groups(model, groups)
+
+    # 3. Strong views: one encoder pass; the last view also through each stream.
+    p_s, p_s_streams = [], []
+    if plan.n_strong:
+        f_s = model.encode(torch.cat(views.strong))
+        b_u = views.u_w.shape[0]
+        per_view = [[f[i * b_u:(i + 1) * b_u] for f in f_s] for i in range(plan.n_strong)]
+        groups = list(per_view)
+        if plan.streams_on_strong:
+            groups += [drop_features(per_view[-1], rate) for _, rate in plan.streams]
+        outs = _decode_groups(model, groups)
+        p_s, p_s_streams = outs[:plan.n_strong], outs[plan.n_strong:]
+
+    # 4. Pseudo-labels from detached teachers; CutMix boxes filled from the source.
+    t_w = Teacher(p_w.detach())
+    t_w_streams = [Teacher(p.detach()) for p in p_w_streams]
+    if plan.cutmix and not plan.second_batch_source:  # in-batch source: the batch rolled by one
+        src = {"clean": t_w.rolled()}
+        src.update({name: t.rolled() for (name, _), t in zip(plan.streams, t_w_streams)})
+    boxes = views.boxes if plan.cutmix else [None] * plan.n_strong
+    last_box = boxes[-1] if boxes else None
+
+    def unsup(student: torch.Tensor, teacher: Teacher, distill: bool = False) -> torch.Tensor:
+        keep = teacher.confidence >= conf_thresh
+        if distill and plan.mode == "soft":
+            return masked_kl_loss(student, teacher.logits, keep, plan.temperature)
+        return masked_dice_loss(student.float().softmax(dim=1), teacher.label, keep)
+
+    # 5. Loss terms.
+    terms: dict[str, torch.Tensor] = {"x": supervised_loss(p_x, y)}
+    for i, p in enumerate(p_s):
+        terms[f"s{i + 1}"] = unsup(p, t_w.boxed(src.get("clean"), boxes[i]))
+
+    teacher_terms, cross_terms = [], []
+    if plan.teacher_terms:
+        for (name, _), p in zip(plan.streams, p_w_streams):  # a, b
+            terms[f"kd_w_{name}"] = unsup(p, t_w, distill=True)
+            teacher_terms.append(terms[f"kd_w_{name}"])
+        for (name, _), p in zip(plan.streams, p_s_streams):  # c, d
+            terms[f"kd_s_{name}"] = unsup(p, t_w.boxed(src.get("clean"), last_box), distill=True)
+            teacher_terms.append(terms[f"kd_s_{name}"])
+    if plan.cross_terms:
+        for (name, _), p, t in zip(plan.streams, p_s_streams, t_w_streams):  # e, f
+            terms[f"kd_cross_{name}"] = unsup(p, t.boxed(src.get(name), last_box), distill=True)
+            cross_terms.append(terms[f"kd_cross_{name}"])
+
+    eta = cfg.distill.eta
+    loss = lw.supervised * terms["x"]
+    if p_s:
+        terms["s"] = torch.stack([terms[f"s{i + 1}"] for i in range(len(p_s))]).mean()
+        loss = loss + lw.strong * terms["s"]
+    if teacher_terms or cross_terms:
+        kd = 0.0
+        if teacher_terms:
+            kd = kd + (1 - eta) * torch.stack(teacher_terms).mean()
+        if cross_terms:
+            kd = kd + eta * torch.stack(cross_terms).mean()
+        terms["kd"] = kd
+        loss = loss + lw.distill * kd
+    loss = loss / lw.normalizer
+
+    mask_ratio = (t_w.confidence >= conf_thresh).float().mean()
+    # One device-to-host copy for all logged numbers instead of one per term.
+    values = torch.stack([v.detach().float() for v in terms.values()] + [mask_ratio]).tolist()
+    return StepOutput(loss=loss, terms=dict(zip(terms, values[:-1])), mask_ratio=values[-1])

@@ -1,0 +1,275 @@
+"""The training loop: data, schedule, checkpoints, validation, final test evaluation.
+
+The method itself lives in `crossmatch_step.py`; this file only feeds it. A run folder
+holds everything needed to inspect or continue it:
+
+    config.yaml     the resolved config        split.json    the exact data split
+    metrics.jsonl   one row per logged step    latest.pt     model, optimiser, RNG states
+    best.pt         the best model on val      summary.json  val and test metrics of best.pt
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .augment import make_unlabeled_views, quantize_8bit, weak_view
+from .config import Config, flatten, save_config, to_dict
+from .crossmatch_step import crossmatch_step, plan_from
+from .data import SegData, load_data
+from .evaluate import evaluate_cases
+from .io_utils import atomic_torch_save, atomic_write_json, atomic_write_text
+from .runtime import autocast_for, configure_threads, pick_device, seed_everything, use_channels_last
+from .sampling import EpochSampler
+from .unet import UNet
+
+# Keys that may change between a run and its resumption without changing the result.
+RESUME_FREE_KEYS = ("train.device", "train.threads", "train.progress", "train.log_every", "eval.")
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+class RunMismatch(RuntimeError):
+    pass
+
+
+def build_model(cfg: Config, data: SegData) -> UNet:
+    return UNet(data.in_channels, data.num_classes, cfg.model.channels, cfg.model.encoder_dropout)
+
+
+def poly_lr(cfg: Config, it: int) -> float:
+    return cfg.train.lr * (1 - it / cfg.train.iterations) ** cfg.train.poly_power
+
+
+def conf_threshold(cfg: Config, it: int) -> float:
+    p = cfg.pseudo
+    if p.threshold_schedule == "fixed":
+        return p.conf_thresh
+    ramp = max(1.0, p.ramp_fraction * cfg.train.iterations)
+    return p.ramp_start + (p.conf_thresh - p.ramp_start) * min(1.0, it / ramp)
+
+
+def _config_diff(a: dict, b: dict) -> list[str]:
+    fa, fb = flatten(a), flatten(b)
+    return [k for k in sorted(set(fa) | set(fb))
+            if fa.get(k) != fb.get(k) and not k.startswith(RESUME_FREE_KEYS)]
+
+
+class Trainer:
+    def __init__(self, cfg: Config, out_dir: str | Path, data: SegData | None = None,
+                 on_log: Callable[[dict], None] | None = None):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.on_log = on_log
+        self.device = pick_device(cfg.train.device)
+        if self.device.type == "cpu":
+            configure_threads(cfg.train.threads)
+        seed_everything(cfg.train.seed)
+        self.data = data if data is not None else load_data(cfg.data, seed=cfg.train.seed)
+        self.plan = plan_from(cfg)
+        self.model = build_model(cfg, self.data).to(self.device)
+        if use_channels_last(self.device, cfg.train):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.step_model = torch.compile(self.model) if cfg.train.compile else self.model
+        t = cfg.train
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=t.lr, momentum=t.momentum,
+                                   nesterov=t.nesterov, weight_decay=t.weight_decay)
+        self.autocast = autocast_for(self.device, t)
+        bu = t.unlabeled_batch_size or t.batch_size
+        self.samplers = {
+            "labeled": EpochSampler(self.data.labeled_idx, t.batch_size, t.seed),
+            "unlabeled": EpochSampler(self.data.unlabeled_idx, bu, t.seed + 1),
+            "source": EpochSampler(self.data.unlabeled_idx, bu, t.seed + 2),
+        }
+        self.aug_gen = torch.Generator().manual_seed(t.seed + 3)
+        # The whole training set is small once resized: keep it on the device.
+        self.images = torch.from_numpy(np.ascontiguousarray(self.data.train_images)).to(self.device)
+        self.labels = torch.from_numpy(np.ascontiguousarray(self.data.train_labels)).to(self.device)
+        self.iteration = 0
+        self.best = -1.0
+        self.best_iteration = -1
+        self.seconds = 0.0
+        self.iteration_saved = 0
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "iteration": self.iteration,
+            "best": self.best,
+            "best_iteration": self.best_iteration,
+            "seconds": self.seconds,
+            "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
+            "aug_gen": self.aug_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "config": to_dict(self.cfg),
+        }
+
+    def _restore(self, state: dict) -> None:
+        diff = _config_diff(state["config"], to_dict(self.cfg))
+        if diff:
+            raise RunMismatch(
+                f"{self.out} holds a run with a different config ({', '.join(diff[:8])}); "
+                "resume it with the same config, or pass a new --out folder")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.iteration = state["iteration"]
+        self.best, self.best_iteration = state["best"], state["best_iteration"]
+        self.seconds = state.get("seconds", 0.0)
+        for k, s in self.samplers.items():
+            s.load_state_dict(state["samplers"][k])
+        self.aug_gen.set_state(state["aug_gen"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def _truncate_metrics(self) -> None:
+        """Drop log rows past the checkpoint: they will be produced again."""
+        path = self.out / "metrics.jsonl"
+        if not path.exists():
+            return
+        keep = [ln for ln in path.read_text().splitlines()
+                if ln.strip() and json.loads(ln).get("iteration", 0) <= self.iteration]
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+    # ------------------------------------------------------------------ one iteration
+    def _batch(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.from_numpy(self.samplers[name].next()).to(self.device)
+        return self.images[idx].float(), self.labels[idx]
+
+    def train_step(self) -> dict:
+        cfg, it = self.cfg, self.iteration
+        lr = poly_lr(cfg, it)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        thresh = conf_threshold(cfg, it)
+
+        x, y = weak_view(*self._batch("labeled"), self.aug_gen)
+        views = None
+        if self.plan.unlabeled:
+            u_w, _ = weak_view(self._batch("unlabeled")[0], None, self.aug_gen)
+            m_w = None
+            if self.plan.second_batch_source:
+                m_w, _ = weak_view(self._batch("source")[0], None, self.aug_gen)
+                m_w = quantize_8bit(m_w)
+            views = make_unlabeled_views(quantize_8bit(u_w), m_w, cfg.perturb.image, self.aug_gen)
+        if use_channels_last(self.device, cfg.train):
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        self.model.train()
+        with self.autocast:
+            out = crossmatch_step(self.step_model, x, y, views, cfg, self.plan, thresh)
+        if not torch.isfinite(out.loss):
+            raise TrainingDiverged(
+                f"the loss became {out.loss.item()} at iteration {it} (terms: {out.terms}). "
+                f"The last good checkpoint is {self.out / 'latest.pt'} (iteration {self.iteration_saved}); "
+                "lower train.lr or check the data, then re-run with the same --out to resume from it.")
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.opt.step()
+        self.iteration += 1
+        return {"iteration": self.iteration, "loss": out.loss.item(), **out.terms,
+                "mask_ratio": out.mask_ratio, "lr": lr, "conf_thresh": thresh}
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, cases, distances: bool = False, keep_predictions: bool = False) -> dict:
+        d = self.data
+        return evaluate_cases(self.model, cases, d.num_classes, d.class_names, self.cfg.data.size,
+                              self.device, distances=distances, batch=self.cfg.eval.batch_slices,
+                              autocast=autocast_for(self.device, self.cfg.train),
+                              keep_predictions=keep_predictions)
+
+    def _validate_and_save(self, log) -> None:
+        val = self.evaluate(self.data.val_cases)
+        dice = val["dice"]["mean"] or 0.0
+        row = {"iteration": self.iteration, "val_dice": dice,
+               **{f"val_dice_{k}": v for k, v in val["dice"].items() if k != "mean"}}
+        if dice > self.best:
+            self.best, self.best_iteration = dice, self.iteration
+            atomic_torch_save({"model": self.model.state_dict(), "iteration": self.iteration,
+                               "val_dice": dice, "config": to_dict(self.cfg)}, self.out / "best.pt")
+        atomic_torch_save(self._state(), self.out / "latest.pt")
+        self.iteration_saved = self.iteration
+        log(row)
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> dict:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        latest = self.out / "latest.pt"
+        self.iteration_saved = 0
+        if latest.exists():
+            self._restore(torch.load(latest, map_location=self.device, weights_only=False))
+            self.iteration_saved = self.iteration
+            self._truncate_metrics()
+        save_config(cfg, self.out / "config.yaml")
+        atomic_write_json(self.out / "split.json", self.data.split)
+        summary_path = self.out / "summary.json"
+        if self.iteration >= cfg.train.iterations and summary_path.exists():
+            return json.loads(summary_path.read_text())
+
+        metrics = open(self.out / "metrics.jsonl", "a")
+
+        def log(row: dict) -> None:
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
+            if self.on_log:
+                self.on_log(row)
+
+        t = cfg.train
+        bar = tqdm(total=t.iterations, initial=self.iteration, disable=not t.progress,
+                   desc=f"{cfg.preset} on {cfg.data.name}", dynamic_ncols=True,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
+        try:
+            while self.iteration < t.iterations:
+                start = time.perf_counter()
+                row = self.train_step()
+                self.seconds += time.perf_counter() - start
+                row["seconds"] = round(self.seconds, 3)
+                if self.iteration % t.log_every == 0 or self.iteration == 1:
+                    log(row)
+                    bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "x", "s", "kd") if k in row},
+                                    refresh=False)
+                bar.update(1)
+                if self.iteration % t.val_every == 0 or self.iteration == t.iterations:
+                    self._validate_and_save(log)
+        finally:
+            bar.close()
+            metrics.close()
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Evaluate the model chosen on val (never on test) on val and test."""
+        best = self.out / "best.pt"
+        if best.exists():
+            self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=False)["model"])
+        dist = self.cfg.eval.distances
+        summary = {
+            "preset": self.cfg.preset,
+            "dataset": self.cfg.data.name,
+            "labeled": self.cfg.data.labeled,
+            "iterations": self.iteration,
+            "best_iteration": self.best_iteration,
+            "train_seconds": round(self.seconds, 1),
+            "device": str(self.device),
+            "val": self.evaluate(self.data.val_cases, distances=dist),
+            "test": self.evaluate(self.data.test_cases, distances=dist),
+        }
+        atomic_write_json(self.out / "summary.json", summary)
+        return summary
+
+
+def train(cfg: Config, out_dir: str | Path, data: SegData | None = None,
+          on_log: Callable[[dict], None] | None = None) -> dict:
+    return Trainer(cfg, out_dir, data=data, on_log=on_log).run()

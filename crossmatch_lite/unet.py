@@ -1,0 +1,84 @@
+"""The SSL4MIS 2D UNet that UniMatch and CrossMatch train on ACDC.
+
+Split into `encode` and `decode` because CrossMatch's feature perturbation decodes the
+same encoder features several ways (clean, weak dropout, strong dropout) with one
+decoder. Architecture follows the published model: channels 16-32-64-128-256,
+BatchNorm + LeakyReLU, dropout 0.05/0.1/0.2/0.3/0.5 inside the encoder blocks,
+transposed-convolution upsampling (the CrossMatch config sets bilinear=False).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int, dropout: float):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.BatchNorm2d(cout),
+            nn.LeakyReLU(),
+            nn.Dropout(dropout),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.BatchNorm2d(cout),
+            nn.LeakyReLU(),
+        )
+
+
+class UpBlock(nn.Module):
+    def __init__(self, cin_deep: int, cin_skip: int, cout: int):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(cin_deep, cin_skip, kernel_size=2, stride=2)
+        self.conv = ConvBlock(2 * cin_skip, cout, 0.0)
+
+    def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([skip, self.up(deep)], dim=1))
+
+
+class UNet(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int,
+                 channels=(16, 32, 64, 128, 256), encoder_dropout=(0.05, 0.1, 0.2, 0.3, 0.5)):
+        super().__init__()
+        c, p = list(channels), list(encoder_dropout)
+        self.inc = ConvBlock(in_channels, c[0], p[0])
+        self.downs = nn.ModuleList(
+            nn.Sequential(nn.MaxPool2d(2), ConvBlock(c[i], c[i + 1], p[i + 1])) for i in range(4)
+        )
+        self.ups = nn.ModuleList(UpBlock(c[i + 1], c[i], c[i]) for i in reversed(range(4)))
+        self.head = nn.Conv2d(c[0], num_classes, 3, padding=1)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = [self.inc(x)]
+        for down in self.downs:
+            feats.append(down(feats[-1]))
+        return feats
+
+    def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = feats[-1]
+        for up, skip in zip(self.ups, reversed(feats[:-1])):
+            x = up(x, skip)
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def drop_features(feats: list[torch.Tensor], rate: float) -> list[torch.Tensor]:
+    """Channel dropout on every encoder level.
+
+    Always active (training=True), also when the model is in eval mode: in the official
+    code the perturbation modules are not registered submodules, so model.eval() never
+    switches them off, and the no-gradient pass on the CutMix source is perturbed too.
+    """
+    return [F.dropout2d(f, rate, training=True) for f in feats]
+
+
+def cat_features(*groups: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Stack several feature pyramids along the batch so one decoder call serves them all."""
+    return [torch.cat(level, dim=0) for level in zip(*groups)]
+
+
+def split_features(feats: list[torch.Tensor], sizes: list[int]) -> list[list[torch.Tensor]]:
+    parts = [torch.split(f, sizes, dim=0) for f in feats]
+    return [[p[i] for p in parts] for i in range(len(sizes))]

@@ -1,0 +1,166 @@
+"""The fast training step against the plain reference, and what each switch removes."""
+import copy
+
+import pytest
+import torch
+
+from crossmatch_lite.augment import make_unlabeled_views
+from crossmatch_lite.config import Config, flatten, load_config, to_dict
+from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
+from crossmatch_lite.unet import UNet
+from reference_step import reference_terms
+
+B, S, THRESH = 3, 32, 0.3  # a low threshold so that the confidence masks keep and drop pixels
+
+
+def make_inputs(cfg, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(B, 1, S, S, generator=g)
+    y = torch.randint(0, 4, (B, S, S), generator=g)
+    u = torch.rand(B, 1, S, S, generator=g)
+    m = torch.rand(B, 1, S, S, generator=g)
+    views = make_unlabeled_views(u, m, cfg.perturb.image, torch.Generator().manual_seed(seed + 1))
+    return x, y, views
+
+
+def run_step(cfg, seed=5):
+    torch.manual_seed(0)
+    model = UNet(1, 4, [8, 16, 32, 64, 128])
+    x, y, views = make_inputs(cfg)
+    torch.manual_seed(seed)
+    return crossmatch_step(model, x, y, views, cfg, plan_from(cfg), THRESH), model, (x, y, views)
+
+
+def full_cfg():
+    cfg = Config()
+    cfg.perturb.image.cutmix_p = 1.0  # every view gets a box, so the box mixing is exercised
+    return cfg
+
+
+def test_fast_step_equals_reference_formulation():
+    cfg = full_cfg()
+    torch.manual_seed(0)
+    model = UNet(1, 4, [8, 16, 32, 64, 128])
+    ref_model = copy.deepcopy(model)
+    x, y, v = make_inputs(cfg)
+    assert all(b.sum() > 0 for b in v.boxes)
+    torch.manual_seed(5)
+    out = crossmatch_step(model, x, y, v, cfg, plan_from(cfg), THRESH)
+    torch.manual_seed(5)
+    ref = reference_terms(ref_model, x, y, v.u_w, v.strong[0], v.strong[1], v.boxes[0], v.boxes[1], v.m_w,
+                          thresh=THRESH, eta=cfg.distill.eta)
+    for name, value in ref.items():
+        if name == "loss":
+            assert out.loss.item() == pytest.approx(value.item(), abs=1e-5)
+        else:
+            assert out.terms[name] == pytest.approx(value.item(), abs=1e-5), name
+    assert 0.05 < out.mask_ratio < 0.95
+    # Gradients flow only through students: the same loss gives the same gradients.
+    out.loss.backward()
+    ref["loss"].backward()
+    for p, q in zip(model.parameters(), ref_model.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5)
+
+
+def compose(cfg, t):
+    """The loss from its reported terms, by the documented formula."""
+    eta, lw = cfg.distill.eta, cfg.loss
+    teach = [v for k, v in t.items() if k.startswith(("kd_w_", "kd_s_"))]
+    cross = [v for k, v in t.items() if k.startswith("kd_cross_")]
+    strong = [v for k, v in t.items() if k in ("s1", "s2")]
+    loss = lw.supervised * t["x"]
+    if strong:
+        loss += lw.strong * sum(strong) / len(strong)
+    kd = (1 - eta) * sum(teach) / len(teach) if teach else 0.0
+    kd += eta * sum(cross) / len(cross) if cross else 0.0
+    return (loss + lw.distill * kd) / lw.normalizer
+
+
+ALL = {"x", "s1", "s2", "s", "kd", "kd_w_weak", "kd_w_strong", "kd_s_weak", "kd_s_strong",
+       "kd_cross_weak", "kd_cross_strong"}
+
+
+@pytest.mark.parametrize("override, removed", [
+    ([], set()),
+    (["distill.cross_terms=false"], {"kd_cross_weak", "kd_cross_strong"}),
+    (["distill.teacher_terms=false"], {"kd_w_weak", "kd_w_strong", "kd_s_weak", "kd_s_strong"}),
+    (["distill.enabled=false"], ALL - {"x", "s1", "s2", "s"}),
+    (["perturb.feature.strong_rate=null"], {"kd_w_strong", "kd_s_strong", "kd_cross_strong"}),
+    (["perturb.feature.on_strong_view=false"], {"kd_s_weak", "kd_s_strong", "kd_cross_weak", "kd_cross_strong"}),
+    (["perturb.image.strong_views=1"], {"s2"}),
+    (["perturb.image.enabled=false"], {"s1", "s2", "s", "kd_s_weak", "kd_s_strong", "kd_cross_weak", "kd_cross_strong"}),
+    (["perturb.feature.enabled=false"], ALL - {"x", "s1", "s2", "s"}),
+    (["distill.mode=soft", "distill.temperature=2.0"], set()),
+])
+def test_each_switch_removes_exactly_its_terms(override, removed):
+    cfg = load_config(None, ["perturb.image.cutmix_p=1.0"] + override)
+    out, _, _ = run_step(cfg)
+    expected = ALL - removed
+    if "perturb.image.strong_views=1" in override:
+        expected = (expected - {"s2"})
+    assert set(out.terms) == expected
+    assert out.loss.item() == pytest.approx(compose(cfg, out.terms), rel=1e-5)
+
+
+def test_soft_mode_changes_only_distillation_terms():
+    hard, _, _ = run_step(full_cfg())
+    cfg = full_cfg()
+    cfg.distill.mode = "soft"
+    soft, _, _ = run_step(cfg)
+    for k in ("x", "s1", "s2"):
+        assert soft.terms[k] == pytest.approx(hard.terms[k], abs=1e-6)
+    assert soft.terms["kd_w_weak"] != pytest.approx(hard.terms["kd_w_weak"], abs=1e-3)
+
+
+def test_supervised_preset_runs_one_forward_on_labeled_only():
+    cfg = load_config("configs/supervised.yaml")
+    torch.manual_seed(0)
+    model = UNet(1, 4, [8, 16, 32, 64, 128])
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    x, y, v = make_inputs(cfg)
+    out = crossmatch_step(model, x, y, v, cfg, plan_from(cfg), THRESH)
+    assert set(out.terms) == {"x"} and len(calls) == 1
+    assert out.loss.item() == pytest.approx(out.terms["x"], rel=1e-6)
+
+
+def test_no_encoder_pass_is_wasted():
+    """Official code: 6 encoder passes per step (m twice, x twice); ours: 3."""
+    cfg = full_cfg()
+    torch.manual_seed(0)
+    model = UNet(1, 4, [8, 16, 32, 64, 128])
+    seen = []
+    model.inc.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+    x, y, v = make_inputs(cfg)
+    crossmatch_step(model, x, y, v, cfg, plan_from(cfg), THRESH)
+    assert seen == [B, 2 * B, 2 * B]  # source m; x with u_w; s1 with s2
+
+
+PRESET_DIFFS = {
+    "supervised": {"preset", "perturb.image.enabled", "perturb.feature.enabled", "distill.enabled", "loss.normalizer"},
+    "unimatch": {"preset", "perturb.feature.weak_rate", "perturb.feature.strong_rate",
+                 "perturb.feature.on_strong_view", "distill.cross_terms", "distill.eta"},
+    "fixmatch": {"preset", "perturb.image.strong_views", "perturb.feature.enabled", "distill.enabled", "loss.strong"},
+}
+
+
+def test_crossmatch_preset_is_the_official_configuration():
+    cfg = load_config("configs/crossmatch.yaml")
+    assert flatten(to_dict(cfg)) == flatten(to_dict(Config()))
+    assert (cfg.distill.eta, cfg.pseudo.conf_thresh, cfg.perturb.feature.weak_rate,
+            cfg.perturb.feature.strong_rate, cfg.train.batch_size, cfg.data.size) == (0.3, 0.95, 0.25, 0.75, 12, 256)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESET_DIFFS))
+def test_presets_differ_only_where_they_should(preset):
+    base = flatten(to_dict(load_config("configs/crossmatch.yaml")))
+    other = flatten(to_dict(load_config(f"configs/{preset}.yaml")))
+    assert {k for k in base if base[k] != other[k]} == PRESET_DIFFS[preset]
+
+
+def test_unimatch_preset_is_unimatch_loss():
+    cfg = load_config("configs/unimatch.yaml", ["perturb.image.cutmix_p=1.0"])
+    out, _, _ = run_step(cfg)
+    assert set(out.terms) == {"x", "s1", "s2", "s", "kd", "kd_w_weak"}
+    t = out.terms
+    assert out.loss.item() == pytest.approx((t["x"] + 0.25 * t["s1"] + 0.25 * t["s2"] + 0.5 * t["kd_w_weak"]) / 2, rel=1e-5)
