@@ -1,0 +1,95 @@
+"""Command line: ``python -m data_download {acdc,isic2018,check} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import DataDownloadError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mirror", metavar="URL",
+                   help="replace the public host: an http(s) base URL, a file:// URL or a local "
+                        "folder holding the same files")
+    p.add_argument("--retries", type=int, default=5,
+                   help="attempts without progress before a download gives up (default 5)")
+    p.add_argument("--backoff", type=float, default=1.0,
+                   help="first retry delay in seconds, doubled on each failure (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m data_download",
+        description="Download and prepare ACDC and ISIC 2018 Task 1. Safe to interrupt and "
+                    "re-run: finished steps are skipped, downloads resume.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("acdc", help="ACDC cardiac MRI -> SSL4MIS HDF5 layout in DEST/data")
+    a.add_argument("--dest", type=Path, required=True)
+    a.add_argument("--source", choices=("official", "h5"), default="official",
+                   help="official: Creatis zip, converted here (default); h5: the preprocessed "
+                        "files published in AiEson/CrossMatch, checked against a shipped manifest")
+    a.add_argument("--workers", type=int, default=0,
+                   help="conversion processes (default: CPUs, at most 4)")
+    a.add_argument("--cleanup", action="store_true",
+                   help="delete the downloaded zip and extracted NIfTI after a successful conversion")
+    _common(a)
+
+    i = sub.add_parser("isic2018", help="ISIC 2018 Task 1 -> DEST/<split>.h5")
+    i.add_argument("--dest", type=Path, required=True)
+    i.add_argument("--splits", default="train,val,test",
+                   help="comma-separated subset of train,val,test (default: all three)")
+    i.add_argument("--size", type=int, default=256, help="output side length in pixels (default 256)")
+    i.add_argument("--cleanup", action="store_true",
+                   help="delete the downloaded zips after a split is written")
+    _common(i)
+
+    c = sub.add_parser("check", help="verify a prepared dataset folder and report what is wrong")
+    c.add_argument("dest", type=Path)
+    c.add_argument("--quick", action="store_true",
+                   help="check structure and counts only, not every value")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "acdc":
+            from . import acdc
+            opt = acdc.Options(dest=args.dest, mirror=args.mirror, retries=args.retries,
+                               backoff=args.backoff, workers=args.workers,
+                               progress=not args.quiet, cleanup=args.cleanup)
+            (acdc.run_h5 if args.source == "h5" else acdc.run_official)(opt)
+        elif args.command == "isic2018":
+            from . import isic
+            splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+            opt = isic.Options(dest=args.dest, splits=splits, size=args.size, mirror=args.mirror,
+                               retries=args.retries, backoff=args.backoff,
+                               progress=not args.quiet, cleanup=args.cleanup)
+            isic.run(opt)
+        else:
+            from . import check
+            problems, summary = check.check(args.dest, quick=args.quick)
+            if problems:
+                print(f"{args.dest}: {len(problems)} problem(s):", file=sys.stderr)
+                for p in problems[:50]:
+                    print(f"  - {p}", file=sys.stderr)
+                if len(problems) > 50:
+                    print(f"  ... and {len(problems) - 50} more", file=sys.stderr)
+                return 1
+            print(summary)
+    except DataDownloadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to continue where it stopped",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
