@@ -1,0 +1,50 @@
+"""The two containers every dataset reader returns, so the trainer never sees formats."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Case:
+    """One evaluation unit: an ACDC volume, or one ISIC image stored with Z=1."""
+
+    id: str
+    image: np.ndarray  # (Z, C, H, W) float32 in [0, 1], native resolution
+    label: np.ndarray  # (Z, H, W) uint8 class ids
+    spacing: tuple[float, float, float] | None  # (z, y, x) mm; None if unknown
+
+
+@dataclass
+class SegData:
+    """Everything one run needs: resized training arrays plus native-resolution cases.
+
+    Training slices of labeled and unlabeled cases share one array so that the official
+    rule "unlabeled = every training slice that is not labeled" is a pure index split.
+    """
+
+    name: str
+    num_classes: int
+    in_channels: int
+    class_names: list[str]  # background first
+    train_images: np.ndarray  # (N, C, S, S) float16 in [0, 1] (may be a read-only memmap)
+    train_labels: np.ndarray  # (N, S, S) uint8
+    labeled_idx: np.ndarray  # int64 indices into train_*
+    unlabeled_idx: np.ndarray  # int64, every other training slice
+    val_cases: list[Case]
+    test_cases: list[Case]
+    split: dict  # JSON-serialisable; feed it back through data.split_file to reproduce the run
+
+    def __post_init__(self):
+        # Cheap invariants: a broken reader should fail here, not 2 hours into training.
+        n = len(self.train_images)
+        if self.train_labels.shape[0] != n:
+            raise ValueError(f"{self.name}: {n} training images but {self.train_labels.shape[0]} labels")
+        lab, unl = np.asarray(self.labeled_idx), np.asarray(self.unlabeled_idx)
+        if np.intersect1d(lab, unl).size:
+            raise ValueError(f"{self.name}: labeled and unlabeled training slices overlap")
+        if len(lab) == 0:
+            raise ValueError(f"{self.name}: no labeled training slices; check data.labeled and the split")
+        if len(class_names := self.class_names) != self.num_classes:
+            raise ValueError(f"{self.name}: {len(class_names)} class names for {self.num_classes} classes")
