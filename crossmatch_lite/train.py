@@ -92,8 +92,8 @@ class Trainer:
         }
         self.aug_gen = torch.Generator().manual_seed(t.seed + 3)
         # The whole training set is small once resized: keep it on the device.
-        self.images = torch.from_numpy(np.ascontiguousarray(self.data.train_images)).to(self.device)
-        self.labels = torch.from_numpy(np.ascontiguousarray(self.data.train_labels)).to(self.device)
+        self.images = torch.from_numpy(np.array(self.data.train_images)).to(self.device)
+        self.labels = torch.from_numpy(np.array(self.data.train_labels)).to(self.device)
         self.iteration = 0
         self.best = -1.0
         self.best_iteration = -1
@@ -179,8 +179,10 @@ class Trainer:
         out.loss.backward()
         self.opt.step()
         self.iteration += 1
-        return {"iteration": self.iteration, "loss": out.loss.item(), **out.terms,
-                "mask_ratio": out.mask_ratio, "lr": lr, "conf_thresh": thresh}
+        row = {"iteration": self.iteration, "loss": out.loss.item(), **out.terms, "lr": lr}
+        if self.plan.unlabeled:
+            row.update(mask_ratio=out.mask_ratio, conf_thresh=thresh)
+        return row
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, cases, distances: bool = False, keep_predictions: bool = False) -> dict:
