@@ -137,9 +137,8 @@ def color_jitter(x: torch.Tensor, cfg: ImagePerturbConfig, gen: torch.Generator)
     out = x
     for step in range(4):
         for op_idx, (name, fn) in enumerate(ops):
+            # No early exit on an empty selection: checking would sync the GPU every time.
             sel = apply & (order[:, step] == op_idx)
-            if not bool(sel.any()):
-                continue
             f = factors[name].to(dev, x.dtype)
             moved = fn(out, f if name == "hue" else f.view(-1, 1, 1, 1))
             out = torch.where(sel.view(-1, 1, 1, 1), moved, out)

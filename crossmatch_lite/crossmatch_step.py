@@ -26,6 +26,7 @@ official code (x with u_w, s1 with s2) so BatchNorm sees the same batches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
@@ -35,16 +36,16 @@ from .losses import masked_dice_loss, masked_kl_loss, supervised_loss
 from .unet import UNet, cat_features, drop_features
 
 
-@dataclass
+@dataclass(eq=False)
 class Teacher:
     """Detached logits of a teaching prediction; its pseudo-label is their argmax."""
     logits: torch.Tensor
 
-    @property
+    @cached_property
     def label(self) -> torch.Tensor:
         return self.logits.argmax(dim=1)
 
-    @property
+    @cached_property
     def confidence(self) -> torch.Tensor:
         return self.logits.float().softmax(dim=1).amax(dim=1)
 
@@ -174,6 +175,7 @@ def crossmatch_step(model: UNet, x: torch.Tensor, y: torch.Tensor, views: Unlabe
         src.update({name: t.rolled() for (name, _), t in zip(plan.streams, t_w_streams)})
     boxes = views.boxes if plan.cutmix else [None] * plan.n_strong
     last_box = boxes[-1] if boxes else None
+    t_views = [t_w.boxed(src.get("clean"), box) for box in boxes]  # pseudo-label of each strong view
 
     def unsup(student: torch.Tensor, teacher: Teacher, distill: bool = False) -> torch.Tensor:
         keep = teacher.confidence >= conf_thresh
@@ -184,7 +186,7 @@ def crossmatch_step(model: UNet, x: torch.Tensor, y: torch.Tensor, views: Unlabe
     # 5. Loss terms.
     terms: dict[str, torch.Tensor] = {"x": supervised_loss(p_x, y)}
     for i, p in enumerate(p_s):
-        terms[f"s{i + 1}"] = unsup(p, t_w.boxed(src.get("clean"), boxes[i]))
+        terms[f"s{i + 1}"] = unsup(p, t_views[i])
 
     teacher_terms, cross_terms = [], []
     if plan.teacher_terms:
@@ -192,7 +194,7 @@ def crossmatch_step(model: UNet, x: torch.Tensor, y: torch.Tensor, views: Unlabe
             terms[f"kd_w_{name}"] = unsup(p, t_w, distill=True)
             teacher_terms.append(terms[f"kd_w_{name}"])
         for (name, _), p in zip(plan.streams, p_s_streams):  # c, d
-            terms[f"kd_s_{name}"] = unsup(p, t_w.boxed(src.get("clean"), last_box), distill=True)
+            terms[f"kd_s_{name}"] = unsup(p, t_views[-1], distill=True)
             teacher_terms.append(terms[f"kd_s_{name}"])
     if plan.cross_terms:
         for (name, _), p, t in zip(plan.streams, p_s_streams, t_w_streams):  # e, f

@@ -1,0 +1,1 @@
+"""Timing harnesses (not tests): `python -m benchmarks.bench_step --help`."""

@@ -1,0 +1,439 @@
+"""Seconds per CrossMatch iteration: ours (`Trainer.train_step`) against the official loop.
+
+    python -m benchmarks.bench_step --batch 4 --size 128 --repeats 5
+    python -m benchmarks.bench_step --batch 12 --size 256 --repeats 2
+    python -m benchmarks.bench_step --batch 4 --size 128 --compare-threads   # 1 thread vs one per core
+
+Both run in this process on the same data, with the same thread settings; their timed
+iterations are interleaved (ours, official, official, ours, ...) so that changing machine
+load hits both alike, and the reported ratio is the median of per-pair ratios as well as
+the ratio of medians. The first iteration of each is a warm-up that also counts the
+FLOPs (forward + backward, torch.utils.flop_counter) and is not timed.
+
+Reported per loop: median (and min/max) s/iteration, images/s (labeled + unlabeled +
+CutMix-source images drawn per iteration), peak memory (CPU: resident-set growth during
+a step, sampled; CUDA: torch.cuda.max_memory_allocated), GFLOP per iteration and the
+achieved GFLOP/s; plus a 2048-cube fp32 matmul rate as the hardware ceiling and the load
+average. On CUDA also the share of an iteration during which the GPU runs no kernel
+(profiled), ours in bf16 autocast + channels-last (+ --compile), the official in fp32.
+Results go to benchmarks/results/<device>_b<B>_s<S>[...].json.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from crossmatch_lite.config import load_config
+from crossmatch_lite.data import load_data
+from crossmatch_lite.runtime import configure_threads
+from crossmatch_lite.train import Trainer
+
+from .official_loop import OfficialLoop
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# ---------------------------------------------------------------- machine facts
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def sgemm_gflops(device: torch.device, n: int = 2048, reps: int = 5) -> tuple[float, float | None]:
+    """Best-of-reps fp32 n x n x n matmul rate: the ceiling the conv layers could approach.
+
+    Returns (wall-clock GFLOP/s, GFLOP per process CPU second / threads); on a loaded
+    machine the second is the per-core rate the process got while it ran (CPU only).
+    """
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    sync(device)
+    best, best_cpu = float("inf"), float("inf")
+    for _ in range(reps):
+        c0, t0 = time.process_time(), time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    flop = 2 * n ** 3 / 1e9
+    per_core = flop / best_cpu if device.type == "cpu" and best_cpu > 0 else None
+    return flop / best, per_core
+
+
+# ---------------------------------------------------------------- memory
+class RssPeak:
+    """Peak resident-set size of this process while the block runs, sampled every `dt` s.
+
+    ru_maxrss only ever grows over the process lifetime, so with two loops interleaved
+    in one process it cannot attribute a peak; sampling the RSS can.
+    """
+
+    def __init__(self, dt: float = 0.01):
+        import psutil
+        self.proc, self.dt = psutil.Process(), dt
+
+    def __enter__(self):
+        self.start = self.peak = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(self.dt):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.growth = self.peak - self.start
+
+
+def gpu_idle_share(fn, device: torch.device) -> float | None:
+    """Share of fn's wall time in which no CUDA kernel runs (single stream: kernels do not overlap)."""
+    try:
+        from torch.autograd import DeviceType
+        from torch.profiler import ProfilerActivity, profile
+        sync(device)
+        t0 = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            fn()
+            sync(device)
+        wall_us = (time.perf_counter() - t0) * 1e6
+        spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
+                       if e.device_type == DeviceType.CUDA)
+        busy, end = 0.0, -1.0
+        for s, e in spans:  # union of kernel intervals
+            if e > end:
+                busy += e - max(s, end)
+                end = e
+        return max(0.0, 1.0 - busy / wall_us)
+    except Exception as e:  # the profiler is optional: never let it sink the benchmark
+        print(f"  (GPU idle share not measured: {e})", file=sys.stderr)
+        return None
+
+
+# ---------------------------------------------------------------- the two loops
+def make_config(args, device: torch.device):
+    sets = [f"data.name={args.data}", f"data.size={args.size}", f"train.batch_size={args.batch}",
+            f"train.threads={args.threads}", f"train.device={device}", "train.progress=false",
+            f"train.compile={'true' if args.compile else 'false'}"]
+    if args.data == "acdc":
+        sets.append(f"data.root={args.root}")
+    return load_config(str(ROOT / "configs" / "crossmatch.yaml"), sets + list(args.set))
+
+
+class Runner:
+    """One loop under test: a name, a step function and its measurements."""
+
+    def __init__(self, name, step, device, images_per_it, prepare=None):
+        self.name, self.step, self.device = name, step, device
+        self.images_per_it = images_per_it
+        self.prepare = prepare  # official only: the CPU data part, timed separately on CUDA
+        self.times, self.mem, self.flops = [], [], None
+        self.cpu_times = []  # process CPU seconds (all threads): a load-robust measure of work
+        self.prep_times = []
+
+    def warmup_and_count(self):
+        with FlopCounterMode(display=False) as fc:
+            self.step()
+        sync(self.device)
+        self.flops = fc.get_total_flops()
+
+    def timed(self):
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            sync(self.device)
+            t0 = time.perf_counter()
+            self.step()
+            sync(self.device)
+            self.times.append(time.perf_counter() - t0)
+            self.mem.append(torch.cuda.max_memory_allocated(self.device))
+        else:
+            with RssPeak() as rss:
+                c0, t0 = time.process_time(), time.perf_counter()
+                self.step()
+                self.times.append(time.perf_counter() - t0)
+                self.cpu_times.append(time.process_time() - c0)
+            self.mem.append(rss.growth)
+
+    def summary(self) -> dict:
+        med = statistics.median(self.times)
+        gflop = self.flops / 1e9 if self.flops else None
+        out = {
+            "s_per_it_median": round(med, 4),
+            "s_per_it_min": round(min(self.times), 4),
+            "s_per_it_max": round(max(self.times), 4),
+            "s_per_it_all": [round(t, 4) for t in self.times],
+            "images_per_s": round(self.images_per_it / med, 2),
+            "gflop_per_it": round(gflop, 2) if gflop else None,
+            "achieved_gflop_s": round(gflop / med, 2) if gflop else None,
+            "achieved_gflop_s_best": round(gflop / min(self.times), 2) if gflop else None,
+            "peak_mem_mib": round(max(self.mem) / 2 ** 20, 1),
+            "peak_mem_kind": "cuda max_memory_allocated" if self.device.type == "cuda"
+            else "RSS growth during a step (sampled every 10 ms)",
+        }
+        if self.cpu_times:
+            out["cpu_s_per_it_median"] = round(statistics.median(self.cpu_times), 4)
+        if self.prep_times:
+            out["data_prep_s_median"] = round(statistics.median(self.prep_times), 4)
+        return out
+
+
+def build_runners(args, device, cfg, data, tmp, threads_variants=None):
+    """ours (and official unless --only-ours), sharing data and initial weights."""
+    trainer = Trainer(cfg, tmp, data=data)
+    b = cfg.train.batch_size
+    bu = cfg.train.unlabeled_batch_size or b
+    images = b + 2 * bu  # x, u, and the CutMix source m
+    runners = [Runner("ours", trainer.train_step, device, images)]
+    for spec in args.variant:
+        name, _, sets = spec.partition("=")
+        vcfg = make_config(argparse.Namespace(**{**vars(args), "set": list(args.set) + sets.split(",")}), device)
+        runners.append(Runner(f"ours[{name}]", Trainer(vcfg, tmp, data=data).train_step, device, images))
+    if not args.only_ours:
+        torch.manual_seed(cfg.train.seed)
+        model = type(trainer.model)(data.in_channels, data.num_classes, cfg.model.channels,
+                                    cfg.model.encoder_dropout)
+        model.load_state_dict({k: v.float() for k, v in trainer.model.state_dict().items()})
+        off = OfficialLoop(cfg, data, device, slices_dir=Path(args.root) / "data" / "slices",
+                           seed=cfg.train.seed, model=model)
+        runners.append(Runner("official", off.train_step, device, images, prepare=off))
+        print(f"  official loop reads {off.source}", file=sys.stderr)
+    return trainer, runners
+
+
+def interleaved(runners, repeats):
+    for r in range(repeats):
+        order = runners if r % 2 == 0 else runners[::-1]
+        for run in order:
+            run.timed()
+            print(f"  rep {r + 1}/{repeats} {run.name:>12}: {run.times[-1]:.3f} s", file=sys.stderr, flush=True)
+
+
+def pair_ratios(a: Runner, b: Runner) -> list[float]:
+    return [tb / ta for ta, tb in zip(a.times, b.times)]
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=5, help="timed iterations of each loop after the warm-up")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    ap.add_argument("--data", default="acdc", help="acdc (real slices) or toy_acdc")
+    ap.add_argument("--root", default="/work/data/ACDC")
+    ap.add_argument("--threads", type=int, default=0, help="train.threads (0: one per core)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile our model (CUDA)")
+    ap.add_argument("--only-ours", action="store_true")
+    ap.add_argument("--compare-threads", action="store_true",
+                    help="time ours with 1 thread against train.threads=0, interleaved (CPU)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VAL[,KEY=VAL]",
+                    help="time extra configurations of ours next to the default one, e.g. "
+                         "cl=train.channels_last=on or bf16=train.amp=bf16 (repeatable)")
+    ap.add_argument("--no-flops", action="store_true", help="skip the FLOP count (plain warm-up)")
+    ap.add_argument("--set", action="append", default=[], help="extra config overrides key=value")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<auto>.json)")
+    args = ap.parse_args(argv)
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    if args.data != "acdc" or not (Path(args.root) / "data").is_dir():
+        if args.data == "acdc":
+            print(f"no ACDC data under {args.root}: using toy_acdc", file=sys.stderr)
+        args.data = "toy_acdc"
+    cfg = make_config(args, device)
+    t0 = time.perf_counter()
+    data = load_data(cfg.data, seed=cfg.train.seed)
+    print(f"data {cfg.data.name} at {cfg.data.size}: {len(data.train_images)} training slices "
+          f"({time.perf_counter() - t0:.1f} s to load)", file=sys.stderr)
+    tmp = tempfile.mkdtemp(prefix="bench_step_")
+    load_start = loadavg()
+
+    result = {
+        "command": "python -m benchmarks.bench_step " + " ".join(sys.argv[1:] if argv is None else argv),
+        "device": str(device),
+        "batch": args.batch, "size": args.size, "repeats": args.repeats, "data": cfg.data.name,
+        "hardware": {"cpu": cpu_model(), "cores": os.cpu_count(),
+                     "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+                     "flags": cpu_flags(),
+                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "torch": torch.__version__,
+        "loadavg_before": load_start,
+    }
+
+    if args.compare_threads:
+        variants = {}
+        runners = []
+        for n in (1, 0):
+            c = make_config(argparse.Namespace(**{**vars(args), "threads": n}), device)
+            trainer = Trainer(c, tmp, data=data)
+            label = f"threads={n}" + (f" ({torch.get_num_threads()})" if n == 0 else "")
+            variants[label] = n
+
+            def step(trainer=trainer, n=n):
+                configure_threads(n)  # the setting is process-wide: re-apply before each step
+                trainer.train_step()
+            runners.append(Runner(label, step, device, args.batch * 3))
+        for r in runners:
+            r.step()  # warm-up
+        interleaved(runners, args.repeats)
+        configure_threads(0)
+        result["threads"] = {r.name: r.summary() for r in runners}
+        result["threads"]["speedup_one_per_core_vs_1"] = round(
+            statistics.median(pair_ratios(runners[1], runners[0])), 3)
+        result["interop_threads"] = torch.get_num_interop_threads()
+    else:
+        trainer, runners = build_runners(args, device, cfg, data, tmp)
+        result["threads_used"] = torch.get_num_threads()
+        result["interop_threads"] = torch.get_num_interop_threads()
+        result["train_flags"] = {"amp": cfg.train.amp, "channels_last": cfg.train.channels_last,
+                                 "compile": cfg.train.compile}
+        for r in runners:
+            if args.no_flops:
+                r.step()
+            else:
+                r.warmup_and_count()
+            sync(device)
+        interleaved(runners, args.repeats)
+        result["loops"] = {r.name: r.summary() for r in runners}
+        for r in runners[1:]:
+            if r.name.startswith("ours["):
+                result["loops"][r.name]["speedup_vs_ours_default"] = round(
+                    statistics.median(pair_ratios(r, runners[0])), 3)
+        if not args.only_ours:
+            ours, off = runners[0], runners[-1]
+            cpu_ratio = (round(statistics.median(off.cpu_times) / statistics.median(ours.cpu_times), 3)
+                         if ours.cpu_times and off.cpu_times else None)
+            result["speedup_official_over_ours"] = {
+                "ratio_of_cpu_seconds": cpu_ratio,
+                "ratio_of_medians": round(statistics.median(off.times) / statistics.median(ours.times), 3),
+                "median_of_pair_ratios": round(statistics.median(pair_ratios(ours, off)), 3),
+                "pair_ratios": [round(v, 3) for v in pair_ratios(ours, off)],
+            }
+        if device.type == "cuda":
+            # GPU idle share: profiled whole iteration; for the official loop also the share of
+            # the iteration spent preparing data on the CPU while the GPU waits.
+            for r in runners:
+                r_sum = result["loops"][r.name]
+                r_sum["gpu_idle_share"] = gpu_idle_share(r.step, device)
+                if r.prepare is not None:
+                    t0 = time.perf_counter()
+                    batch = r.prepare.prepare()
+                    t_prep = time.perf_counter() - t0
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    r.prepare.step(batch)
+                    end.record()
+                    sync(device)
+                    t_step = start.elapsed_time(end) / 1e3
+                    r_sum["data_prep_share"] = round(t_prep / (t_prep + t_step), 3)
+
+    wall_rate, core_rate = sgemm_gflops(device)
+    result["sgemm_threads"] = torch.get_num_threads()
+    result["sgemm_2048_gflop_s"] = round(wall_rate, 1)
+    result["sgemm_2048_gflop_per_cpu_s"] = round(core_rate, 1) if core_rate else None
+    result["loadavg_after"] = loadavg()
+    for loop in result.get("loops", {}).values():
+        if loop.get("achieved_gflop_s"):
+            loop["share_of_sgemm"] = round(loop["achieved_gflop_s"] / result["sgemm_2048_gflop_s"], 3)
+        if loop.get("gflop_per_it") and loop.get("cpu_s_per_it_median") and result["sgemm_2048_gflop_per_cpu_s"]:
+            loop["gflop_per_cpu_s"] = round(loop["gflop_per_it"] / loop["cpu_s_per_it_median"], 1)
+            loop["share_of_sgemm_per_cpu_s"] = round(loop["gflop_per_cpu_s"] / result["sgemm_2048_gflop_per_cpu_s"], 3)
+
+    print_table(result)
+    out = Path(args.out) if args.out else RESULTS / default_name(args, device)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return result
+
+
+def default_name(args, device) -> str:
+    name = f"{device.type}_b{args.batch}_s{args.size}"
+    if args.compare_threads:
+        name += "_threads"
+    if args.compile:
+        name += "_compile"
+    if args.variant:
+        name += "_variants"
+    return name + ".json"
+
+
+def print_table(result: dict) -> None:
+    hw = result["hardware"]
+    print(f"\n{hw['cpu']} ({hw['cores']} cores, {','.join(hw['flags'])})"
+          + (f", GPU {hw['gpu']}" if hw["gpu"] else "") + f", torch {result['torch']}")
+    print(f"batch {result['batch']}, crop {result['size']}, {result['repeats']} timed iterations each, "
+          f"load average {result['loadavg_before']} -> {result['loadavg_after']}; "
+          f"sgemm 2048^3 ({result['sgemm_threads']} threads): {result['sgemm_2048_gflop_s']} GFLOP/s wall, "
+          f"{result['sgemm_2048_gflop_per_cpu_s']} GFLOP per CPU second")
+    rows = result.get("loops") or {k: v for k, v in result.get("threads", {}).items() if isinstance(v, dict)}
+    hdr = f"{'loop':<16}{'cpu s/it':>10}{'s/it med':>10}{'min':>9}{'max':>9}{'img/s':>9}{'GFLOP/it':>10}{'GFLOP/s':>9}{'peak MiB':>10}"
+    print(hdr)
+    print("-" * len(hdr))
+    fmt = lambda v, f: ("-" if v is None else format(v, f))  # noqa: E731
+    for name, s in rows.items():
+        print(f"{name:<16}{fmt(s.get('cpu_s_per_it_median'), '.3f'):>10}{s['s_per_it_median']:>10.3f}{s['s_per_it_min']:>9.3f}{s['s_per_it_max']:>9.3f}"
+              f"{s['images_per_s']:>9.2f}{fmt(s['gflop_per_it'], '.1f'):>10}{fmt(s['achieved_gflop_s'], '.1f'):>9}"
+              f"{s['peak_mem_mib']:>10.1f}")
+        if "gpu_idle_share" in s:
+            print(f"{'':<16}GPU idle share {fmt(s['gpu_idle_share'], '.3f')}"
+                  + (f", data prep share {s['data_prep_share']}" if "data_prep_share" in s else ""))
+    sp = result.get("speedup_official_over_ours")
+    if sp:
+        print(f"speedup (official s/it / ours s/it): {sp['ratio_of_medians']}x from medians, "
+              f"{sp['median_of_pair_ratios']}x median of interleaved pairs {sp['pair_ratios']}; "
+              f"{sp['ratio_of_cpu_seconds']}x in process CPU seconds")
+    if "threads" in result:
+        print(f"one thread per core vs 1 thread: {result['threads']['speedup_one_per_core_vs_1']}x "
+              "(median of interleaved pairs)")
+
+
+if __name__ == "__main__":
+    main()

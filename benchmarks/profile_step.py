@@ -1,0 +1,56 @@
+"""Where an iteration's time goes: torch.profiler op table for ours and the official loop.
+
+    python -m benchmarks.profile_step --batch 4 --size 128 --threads 1 [--set train.amp=bf16]
+
+Prints the top operators by self CPU time of one iteration of each (after one warm-up).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from crossmatch_lite.data import load_data
+from crossmatch_lite.train import Trainer
+
+from .bench_step import make_config
+from .official_loop import OfficialLoop
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--data", default="acdc")
+    ap.add_argument("--root", default="/work/data/ACDC")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--which", default="ours,official")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    cfg = make_config(args, device)
+    data = load_data(cfg.data, seed=cfg.train.seed)
+    loops = {}
+    if "ours" in args.which:
+        loops["ours"] = Trainer(cfg, tempfile.mkdtemp(), data=data).train_step
+    if "official" in args.which:
+        loops["official"] = OfficialLoop(cfg, data, device, Path(args.root) / "data" / "slices").train_step
+    for name, step in loops.items():
+        step()
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        t0 = time.perf_counter()
+        with profile(activities=acts) as prof:
+            step()
+        print(f"\n=== {name}: {time.perf_counter() - t0:.2f} s (profiled) ===")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
+
+
+if __name__ == "__main__":
+    main()
