@@ -113,7 +113,7 @@ class TrainConfig:
     threads: int = 0  # CPU threads for torch; 0: one per physical core
     val_every: int = 500
     log_every: int = 10
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
+    amp: str = "auto"  # auto: bf16 on CUDA and on CPUs with native bf16, else fp32 | bf16 | off
     channels_last: str = "auto"  # auto (on for CUDA and CPU) | on | off
     compile: bool = False
     progress: bool = True
@@ -193,8 +193,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
-        if isinstance(value, bool) and key in CHOICES and "on" in CHOICES[key]:
-            return "on" if value else "off"  # YAML 1.1 reads on/off as booleans
+        word = ("on" if value else "off") if isinstance(value, bool) else None
+        if word is not None and word in CHOICES.get(key, ()):
+            return word  # YAML 1.1 reads on/off as booleans
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return str(value)

@@ -39,8 +39,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 arithmetic instructions (AVX512-BF16 or AMX); elsewhere bf16
+    is emulated and slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def uses_bf16(device: torch.device, cfg: TrainConfig) -> bool:
+    if cfg.amp != "auto":
+        return cfg.amp == "bf16"
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+
+
 def autocast_for(device: torch.device, cfg: TrainConfig):
-    use = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    use = uses_bf16(device, cfg)
     if not use:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
