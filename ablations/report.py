@@ -1,0 +1,490 @@
+"""Tables and figures of a grid results folder, from the files alone (no training).
+
+    results.csv   one row per cell x split x metric x class (axes as columns)
+    cells.csv     one row per cell: state, attempts, time, error
+    summary.csv   per setting and variant: mean and std over seeds of test metrics, and the
+    summary.md    paired-over-seeds difference to the baseline with its 95 % t interval
+    figures/      dice_bar, dice_heatmap, per_class_dice, training_curves, qualitative (PNG+SVG)
+
+Axes are sorted into three roles: the *variant* axis (named `variant`, else the first
+bundle axis, else the first axis), the *paired* axis (usually `seed`), and the rest,
+whose values together make a *setting* (e.g. "labeled=3").
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+from ._io import atomic_write_json, atomic_write_text
+from .grid import cell_hash
+from .runner import cell_dir, read_manifest, read_status
+
+METRICS = ("dice", "jaccard", "hd95_vox", "asd_vox", "hd95_mm", "asd_mm")
+CI_LEVEL = 0.95
+
+
+# ---------------------------------------------------------------------------- roles
+def roles(manifest: dict) -> tuple[str, str | None, list[str]]:
+    axes = manifest["axes"]
+    names = [a["name"] for a in axes]
+    if "variant" in names:
+        variant = "variant"
+    else:
+        bundles = [a["name"] for a in axes if a["key"] is None]
+        variant = bundles[0] if bundles else names[0]
+    paired = manifest.get("paired")
+    paired = paired if paired in names and paired != variant else None
+    setting = [n for n in names if n not in (variant, paired)]
+    return variant, paired, setting
+
+
+def _setting_label(row, setting: list[str]) -> str:
+    return ", ".join(f"{k}={row[k]}" for k in setting) if setting else "all"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_") or "all"
+
+
+# ---------------------------------------------------------------------------- tables
+def load_cells(out: Path, manifest: dict) -> list[dict]:
+    """Each manifest cell with its status and summary; a folder whose config no longer
+    hashes to its id is refused, so results of different configs never mix."""
+    from crossmatch_lite.config import load_config
+
+    cells = []
+    for c in manifest["cells"]:
+        cdir = cell_dir(out, c["id"])
+        st = read_status(cdir)
+        entry = {"id": c["id"], "axes": c["axes"], "dir": cdir, "status": st, "summary": None}
+        if st.get("state") == "done" and (cdir / "summary.json").exists():
+            try:
+                cfg = load_config(cdir / "config.yaml")
+                if cell_hash(cfg) != c["id"]:
+                    raise ValueError(f"config hashes to {cell_hash(cfg)}")
+                entry["summary"] = json.loads((cdir / "summary.json").read_text())
+                entry["config"] = cfg
+            except Exception as e:  # noqa: BLE001
+                print(f"warning: cell {c['id']} left out of the report: {e}", file=sys.stderr)
+        cells.append(entry)
+    return cells
+
+
+def results_table(cells: list[dict], axis_names: list[str]) -> pd.DataFrame:
+    rows = []
+    for c in cells:
+        s = c["summary"]
+        if not s:
+            continue
+        for split in ("test", "val"):
+            m = s.get(split) or {}
+            for metric in METRICS:
+                for cls, v in (m.get(metric) or {}).items():
+                    rows.append({"cell": c["id"], **c["axes"], "split": split, "metric": metric,
+                                 "class": cls, "value": v})
+    cols = ["cell", *axis_names, "split", "metric", "class", "value"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def cells_table(cells: list[dict], axis_names: list[str]) -> pd.DataFrame:
+    rows = []
+    for c in cells:
+        st, s = c["status"], c["summary"] or {}
+        rows.append({"cell": c["id"], **c["axes"], "state": st.get("state", "pending"),
+                     "attempts": st.get("attempts", 0), "seconds": st.get("seconds"),
+                     "train_seconds": s.get("train_seconds"), "best_iteration": s.get("best_iteration"),
+                     "test_dice": ((s.get("test") or {}).get("dice") or {}).get("mean"),
+                     "code": st.get("code"), "notebook_sha": st.get("notebook_sha"),
+                     "error": (st.get("error") or "").splitlines()[0] if st.get("error") else ""})
+    return pd.DataFrame(rows, columns=["cell", *axis_names, "state", "attempts", "seconds", "train_seconds",
+                                       "best_iteration", "test_dice", "code", "notebook_sha", "error"])
+
+
+def _t_quantile(n: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + CI_LEVEL / 2, n - 1))
+
+
+def paired_difference(a: pd.Series, b: pd.Series) -> dict:
+    """a - b over the seeds both have: mean, t interval, number of pairs."""
+    common = a.index.intersection(b.index)
+    d = (a.loc[common] - b.loc[common]).astype(float).dropna()
+    n = len(d)
+    if n == 0:
+        return {"diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_pairs": 0}
+    mean = float(d.mean())
+    if n == 1:
+        return {"diff": mean, "ci_low": np.nan, "ci_high": np.nan, "n_pairs": 1}
+    half = _t_quantile(n) * float(d.std(ddof=1)) / math.sqrt(n)
+    return {"diff": mean, "ci_low": mean - half, "ci_high": mean + half, "n_pairs": n}
+
+
+def summary_table(results: pd.DataFrame, manifest: dict, metric: str = "dice", split: str = "test") -> pd.DataFrame:
+    variant, paired, setting = roles(manifest)
+    names = [a["name"] for a in manifest["axes"]]
+    order = {a["name"]: [str(v) for v in a["values"]] for a in manifest["axes"]}
+    df = results[(results["split"] == split) & (results["metric"] == metric)].copy()
+    if df.empty:
+        return pd.DataFrame()
+    for n in names:
+        df[n] = df[n].astype(str)
+    group_keys = [n for n in names if n != paired]
+    classes = [c for c in df["class"].unique() if c != "mean"]
+    baseline = {k: str(v) for k, v in (manifest.get("baseline") or {}).items()}
+    rows = []
+    for key, g in df.groupby(group_keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        axes = dict(zip(group_keys, key))
+        mean_vals = g[g["class"] == "mean"].set_index(paired if paired else "cell")["value"]
+        row = {**axes, "setting": _setting_label(axes, setting), "n": int(mean_vals.notna().sum()),
+               "mean": mean_vals.mean(), "std": mean_vals.std(ddof=1) if len(mean_vals) > 1 else np.nan}
+        for cls in classes:
+            row[f"{cls}_mean"] = g[g["class"] == cls]["value"].mean()
+        if baseline:
+            base_axes = {**axes, **baseline}
+            sel = df[(df["class"] == "mean")]
+            for k, v in base_axes.items():
+                sel = sel[sel[k] == v]
+            row["baseline"] = ", ".join(f"{k}={v}" for k, v in baseline.items())
+            if base_axes == axes or sel.empty or not paired:
+                row.update({"diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_pairs": 0})
+            else:
+                row.update(paired_difference(mean_vals, sel.set_index(paired)["value"]))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    # File order of the axes, not alphabetical.
+    for n in group_keys:
+        out[n] = pd.Categorical(out[n], categories=order[n], ordered=True)
+    return out.sort_values(setting + [variant]).reset_index(drop=True)
+
+
+def _fmt(v, pct=True, sign=False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    v = 100 * v if pct else v
+    return f"{v:+.1f}" if sign else f"{v:.1f}"
+
+
+def summary_markdown(summ: pd.DataFrame, manifest: dict) -> str:
+    variant, paired, setting = roles(manifest)
+    lines = [f"# Grid `{manifest['name']}`: test Dice (%)", "",
+             f"Mean ± std over `{paired}` (n per row); Δ = paired difference to the baseline "
+             f"({', '.join(f'{k}={v}' for k, v in (manifest.get('baseline') or {}).items()) or 'none'}) "
+             f"with its {int(CI_LEVEL * 100)} % t interval over {paired}s.", ""]
+    if summ.empty:
+        return "\n".join(lines + ["No finished cells yet."]) + "\n"
+    classes = [c[:-5] for c in summ.columns if c.endswith("_mean") and c != "mean"]
+    head = ["setting", variant, "n", "Dice", "Δ vs baseline", f"{int(CI_LEVEL * 100)} % CI", *classes]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in summ.iterrows():
+        ci = (f"[{_fmt(r.get('ci_low'), sign=True)}, {_fmt(r.get('ci_high'), sign=True)}]"
+              if not pd.isna(r.get("ci_low", np.nan)) else "–")
+        cells = [r["setting"], str(r[variant]), str(r["n"]), f"{_fmt(r['mean'])} ± {_fmt(r['std'])}",
+                 _fmt(r.get("diff", np.nan), sign=True), ci, *[_fmt(r[f"{c}_mean"]) for c in classes]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- figures
+def _frame_for_plots(results: pd.DataFrame, manifest: dict) -> pd.DataFrame:
+    variant, paired, setting = roles(manifest)
+    df = results[results["split"] == "test"].copy()
+    for a in manifest["axes"]:
+        df[a["name"]] = pd.Categorical(df[a["name"]].astype(str), [str(v) for v in a["values"]], ordered=True)
+    df["setting"] = df.apply(lambda r: _setting_label(r, setting), axis=1) if len(df) else []
+    return df
+
+
+def fig_bar(df, manifest, figdir):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from crossmatch_lite.plotting import save_figure
+
+    variant, paired, setting = roles(manifest)
+    d = df[(df["metric"] == "dice") & (df["class"] == "mean")].copy()
+    d["Dice (%)"] = 100 * d["value"]
+    settings = list(dict.fromkeys(d["setting"]))
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * d[variant].nunique() * max(1, len(settings)) ** 0.5 + 2), 4))
+    hue = "setting" if len(settings) > 1 else variant
+    sns.barplot(d, x=variant, y="Dice (%)", hue=hue, errorbar="sd", capsize=0.15, ax=ax,
+                legend=len(settings) > 1, palette="colorblind", dodge=len(settings) > 1)
+    if len(settings) > 1:
+        sns.stripplot(d, x=variant, y="Dice (%)", hue="setting", dodge=True, palette=["black"] * len(settings),
+                      size=3.5, ax=ax, legend=False)
+    else:
+        sns.stripplot(d, x=variant, y="Dice (%)", color="black", size=3.5, ax=ax)
+    ax.set_title(f"{manifest['name']}: mean test Dice per {variant}" + (f" (± sd over {paired}s, dots = {paired}s)" if paired else ""),
+                 fontsize=10)
+    ax.tick_params(axis="x", rotation=30)
+    ax.set_xlabel(variant)
+    fig.tight_layout()
+    save_figure(fig, figdir, "dice_bar")
+    plt.close(fig)
+
+
+def fig_heatmap(df, manifest, figdir):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from crossmatch_lite.plotting import save_figure
+
+    variant, paired, setting = roles(manifest)
+    d = df[(df["metric"] == "dice") & (df["class"] == "mean")]
+    labeled = next((a["name"] for a in manifest["axes"] if a["name"] == "labeled" or a["key"] == "data.labeled"), None)
+    col = labeled if labeled in setting else "setting"
+    if col == "setting" and d["setting"].nunique() == 1:  # one setting: variant x class is more telling
+        d = df[(df["metric"] == "dice")].copy()
+        d["class"] = pd.Categorical(d["class"], [c for c in dict.fromkeys(d["class"]) if c != "mean"] + ["mean"],
+                                    ordered=True)
+        col = "class"
+    others = [s for s in setting if s != col]
+    groups = list(d.groupby(others, observed=True, sort=False)) if others else [((), d)]
+    fig, axes = plt.subplots(1, len(groups), figsize=(2.2 + 1.4 * max(1, d[col].nunique()) * len(groups), 0.5 * d[variant].nunique() + 1.8),
+                             squeeze=False)
+    for ax, (key, g) in zip(axes[0], groups):
+        table = 100 * g.pivot_table(index=variant, columns=col, values="value", aggfunc="mean", observed=True)
+        sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis", cbar_kws={"label": "test Dice (%)"}, ax=ax)
+        key = key if isinstance(key, tuple) else (key,)
+        sub = ", ".join(f"{k}={v}" for k, v in zip(others, key))
+        ax.set_title(f"mean test Dice: {variant} x {col}" + (f"\n{sub}" if sub else ""), fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, figdir, "dice_heatmap")
+    plt.close(fig)
+
+
+def fig_per_class(df, manifest, figdir):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from crossmatch_lite.plotting import save_figure
+
+    variant, paired, setting = roles(manifest)
+    d = df[(df["metric"] == "dice") & (df["class"] != "mean")].copy()
+    d["Dice (%)"] = 100 * d["value"]
+    settings = list(dict.fromkeys(d["setting"]))
+    g = sns.catplot(d, x="class", y="Dice (%)", hue=variant, col="setting", kind="bar", errorbar="sd",
+                    capsize=0.1, height=3.8, aspect=1.2 if len(settings) > 1 else 1.6, col_wrap=min(3, len(settings)),
+                    palette="colorblind")
+    g.set_titles("{col_name}")
+    g.figure.suptitle(f"{manifest['name']}: test Dice per class" + (f" (± sd over {paired}s)" if paired else ""), y=1.03)
+    save_figure(g.figure, figdir, "per_class_dice")
+    plt.close(g.figure)
+
+
+def _metrics_rows(c: dict) -> pd.DataFrame:
+    path = c["dir"] / "run" / "metrics.jsonl"
+    if not path.exists():
+        return pd.DataFrame()
+    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return pd.DataFrame(rows)
+
+
+def fig_curves(cells, manifest, figdir):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from crossmatch_lite.plotting import save_figure
+
+    variant, paired, setting = roles(manifest)
+    frames = []
+    order = {a["name"]: [str(v) for v in a["values"]] for a in manifest["axes"]}
+    for c in cells:
+        if not c["summary"]:
+            continue
+        m = _metrics_rows(c)
+        if m.empty:
+            continue
+        m = m.assign(**{k: str(v) for k, v in c["axes"].items()}, setting=_setting_label(c["axes"], setting))
+        frames.append(m)
+    if not frames:
+        return
+    m = pd.concat(frames, ignore_index=True)
+    m[variant] = pd.Categorical(m[variant], order[variant], ordered=True)
+    settings = list(dict.fromkeys(m["setting"]))
+    fig, axes = plt.subplots(2, len(settings), figsize=(5.2 * len(settings) + 1.5, 6.5), squeeze=False, sharex="col")
+    for j, s in enumerate(settings):
+        ms = m[m["setting"] == s]
+        train = ms[ms["loss"].notna()] if "loss" in ms else ms.iloc[0:0]
+        val = ms[ms["val_dice"].notna()] if "val_dice" in ms else ms.iloc[0:0]
+        if len(train):
+            sns.lineplot(train, x="iteration", y="loss", hue=variant, errorbar="sd", ax=axes[0, j],
+                         palette="colorblind", legend=j == len(settings) - 1)
+        axes[0, j].set_title(f"training loss ({s})" if len(settings) > 1 else "training loss", fontsize=10)
+        axes[0, j].set_yscale("log")
+        if len(val):
+            val = val.assign(**{"val Dice (%)": 100 * val["val_dice"]})
+            sns.lineplot(val, x="iteration", y="val Dice (%)", hue=variant, errorbar="sd", marker="o", ax=axes[1, j],
+                         palette="colorblind", legend=False)
+        axes[1, j].set_title("validation Dice" + (f" ({s})" if len(settings) > 1 else ""), fontsize=10)
+    if axes[0, -1].get_legend():
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle(f"{manifest['name']}: training curves" + (f" (mean ± sd over {paired}s)" if paired else ""))
+    fig.tight_layout()
+    save_figure(fig, figdir, "training_curves")
+    plt.close(fig)
+
+
+def _predict_slices(c: dict, n_slices: int):
+    """(images, labels, predictions, ids) of the middle slice of the first test cases, from best.pt.
+
+    Same recipe as crossmatch_lite.evaluate.predict_case (resize to the training size,
+    predict, resize the logits back, argmax), inlined so a report does not import MONAI.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from crossmatch_lite.data import load_data
+    from crossmatch_lite.unet import UNet
+
+    cfg = c["config"]
+    key = (json.dumps(vars(cfg.data), sort_keys=True, default=str), cfg.train.seed)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = load_data(cfg.data, seed=cfg.train.seed)
+    data = _DATA_CACHE[key]
+    model = UNet(data.in_channels, data.num_classes, cfg.model.channels, cfg.model.encoder_dropout)
+    state = torch.load(c["dir"] / "run" / "best.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    model.eval()
+    cases = data.test_cases[:n_slices]
+    imgs, labs, preds = [], [], []
+    with torch.no_grad():
+        for case in cases:
+            z = case.image.shape[0] // 2
+            img = torch.from_numpy(case.image[z:z + 1].astype(np.float32))
+            h, w = img.shape[-2:]
+            logits = model(F.interpolate(img, (cfg.data.size, cfg.data.size), mode="bilinear", align_corners=False))
+            logits = F.interpolate(logits.float(), (h, w), mode="bilinear", align_corners=False)
+            imgs.append(case.image[z])
+            labs.append(case.label[z])
+            preds.append(logits.argmax(1)[0].numpy().astype(np.uint8))
+    return imgs, labs, preds, [case.id for case in cases]
+
+
+_DATA_CACHE: dict = {}
+
+
+def fig_qualitative(cells, manifest, figdir, n_slices: int = 4) -> None:
+    import matplotlib.pyplot as plt
+
+    from crossmatch_lite.plotting import overlay, save_figure
+
+    variant, paired, setting = roles(manifest)
+    order = {a["name"]: [str(v) for v in a["values"]] for a in manifest["axes"]}
+    first_pair = order[paired][0] if paired else None
+    done = [c for c in cells if c["summary"] and (c["dir"] / "run" / "best.pt").exists()]
+    settings = list(dict.fromkeys(_setting_label(c["axes"], setting) for c in done))
+    for s in settings:
+        chosen = {}
+        for c in done:
+            if _setting_label(c["axes"], setting) != s:
+                continue
+            if paired and str(c["axes"][paired]) != first_pair:
+                continue
+            chosen.setdefault(str(c["axes"][variant]), c)
+        variants = [v for v in order[variant] if v in chosen]
+        if not variants:
+            continue
+        try:
+            preds = {v: _predict_slices(chosen[v], n_slices) for v in variants}
+        except Exception as e:  # noqa: BLE001 - e.g. the dataset is not on this machine
+            print(f"warning: qualitative panel for {s} skipped: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        imgs, labs, _, ids = preds[variants[0]]
+        k = len(imgs)
+        fig, axes = plt.subplots(len(variants) + 1, k, figsize=(2.1 * k, 2.1 * (len(variants) + 1)), squeeze=False)
+        for j in range(k):
+            overlay(axes[0, j], imgs[j], labs[j], title=f"{ids[j]}: ground truth")
+            for i, v in enumerate(variants, start=1):
+                overlay(axes[i, j], imgs[j], preds[v][2][j])
+        for i, v in enumerate(["ground truth", *variants]):
+            axes[i, 0].set_axis_on()
+            axes[i, 0].set_xticks([])
+            axes[i, 0].set_yticks([])
+            axes[i, 0].set_ylabel(v, fontsize=10, fontweight="bold")
+            for sp in axes[i, 0].spines.values():
+                sp.set_visible(False)
+        extra = f", {paired}={first_pair}" if paired else ""
+        fig.suptitle(f"{manifest['name']}: predictions of best.pt on the same test slices ({s}{extra})", fontsize=11)
+        fig.tight_layout()
+        name = "qualitative" if len(settings) == 1 else f"qualitative_{_slug(s)}"
+        save_figure(fig, figdir, name)
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- entry
+REPORT_VERSION = 1
+
+
+def fingerprint(out: str | Path) -> str:
+    """Changes whenever anything the report reads changes (manifest, cell states, summaries)."""
+    import hashlib
+
+    out = Path(out)
+    h = hashlib.sha256(f"v{REPORT_VERSION}".encode())
+    h.update((out / "grid.json").read_bytes())
+    for c in read_manifest(out)["cells"]:
+        cdir = cell_dir(out, c["id"])
+        h.update(f"{c['id']}:{read_status(cdir).get('state')}".encode())
+        for name in ("summary.json", "run/best.pt", "run/metrics.jsonl"):
+            p = cdir / name
+            if p.exists():
+                st = p.stat()
+                h.update(f"{name}:{st.st_mtime_ns}:{st.st_size}".encode())
+    return h.hexdigest()
+
+
+def up_to_date(out: str | Path) -> bool:
+    out = Path(out)
+    try:
+        saved = json.loads((out / ".report.json").read_text())["fingerprint"]
+    except (FileNotFoundError, KeyError, ValueError):
+        return False
+    return saved == fingerprint(out) and (out / "results.csv").exists() and (out / "summary.md").exists()
+
+
+def render(out: str | Path, figures: bool = True) -> dict:
+    """Write results.csv, cells.csv, summary.csv/md and figures/; return a small digest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = Path(out)
+    manifest = read_manifest(out)
+    names = [a["name"] for a in manifest["axes"]]
+    cells = load_cells(out, manifest)
+    results = results_table(cells, names)
+    atomic_write_text(out / "results.csv", results.to_csv(index=False))
+    atomic_write_text(out / "cells.csv", cells_table(cells, names).to_csv(index=False))
+    summ = summary_table(results, manifest)
+    atomic_write_text(out / "summary.csv", summ.to_csv(index=False))
+    md = summary_markdown(summ, manifest)
+    atomic_write_text(out / "summary.md", md)
+    made = []
+    if figures and not results.empty:
+        from crossmatch_lite.plotting import apply_style
+
+        apply_style()
+        df = _frame_for_plots(results, manifest)
+        figdir = out / "figures"
+        for name, fn, arg in (("dice_bar", fig_bar, df), ("dice_heatmap", fig_heatmap, df),
+                              ("per_class_dice", fig_per_class, df), ("training_curves", fig_curves, cells),
+                              ("qualitative", fig_qualitative, cells)):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fn(arg, manifest, figdir)
+                made.append(name)
+            except Exception as e:  # noqa: BLE001 - one broken figure must not hide the others
+                print(f"warning: figure {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+    atomic_write_json(out / ".report.json", {"fingerprint": fingerprint(out), "figures": made})
+    return {"cells": len(cells), "finished": sum(1 for c in cells if c["summary"]), "summary": summ,
+            "markdown": md, "figures": made}
