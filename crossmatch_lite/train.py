@@ -98,6 +98,7 @@ class Trainer:
         self.best = -1.0
         self.best_iteration = -1
         self.seconds = 0.0
+        self.cpu_seconds = 0.0  # process CPU time: comparable across machine load
         self.iteration_saved = 0
 
     # ------------------------------------------------------------------ checkpoints
@@ -109,6 +110,7 @@ class Trainer:
             "best": self.best,
             "best_iteration": self.best_iteration,
             "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
             "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
             "aug_gen": self.aug_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -127,6 +129,7 @@ class Trainer:
         self.iteration = state["iteration"]
         self.best, self.best_iteration = state["best"], state["best_iteration"]
         self.seconds = state.get("seconds", 0.0)
+        self.cpu_seconds = state.get("cpu_seconds", 0.0)
         for k, s in self.samplers.items():
             s.load_state_dict(state["samplers"][k])
         self.aug_gen.set_state(state["aug_gen"])
@@ -235,9 +238,10 @@ class Trainer:
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
         try:
             while self.iteration < t.iterations:
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 row = self.train_step()
                 self.seconds += time.perf_counter() - start
+                self.cpu_seconds += time.process_time() - cpu_start
                 row["seconds"] = round(self.seconds, 3)
                 if self.iteration % t.log_every == 0 or self.iteration == 1:
                     log(row)
@@ -264,6 +268,7 @@ class Trainer:
             "iterations": self.iteration,
             "best_iteration": self.best_iteration,
             "train_seconds": round(self.seconds, 1),
+            "train_cpu_seconds": round(self.cpu_seconds, 1),
             "device": str(self.device),
             "val": self.evaluate(self.data.val_cases, distances=dist),
             "test": self.evaluate(self.data.test_cases, distances=dist),
