@@ -1,10 +1,12 @@
 """toy_acdc / toy_isic: deterministic, well-formed, and splits that round-trip."""
 import json
+import time
 
 import numpy as np
 import pytest
 
 from crossmatch_lite.data import SegData, load_data, toy_acdc, toy_isic
+from crossmatch_lite.data.toy import ACDC_COUNTS
 
 try:
     from crossmatch_lite.config import DataConfig
@@ -91,9 +93,36 @@ def test_toy_acdc_design():
 
 def test_cases_are_private_copies():
     a = load_data(cfg("toy_acdc"), seed=0)
+    before = a.test_cases[0].image.copy()
+    assert before.max() > 0
     a.test_cases[0].image[:] = 0  # a caller scribbling on its arrays must not touch the next load
     b = load_data(cfg("toy_acdc"), seed=0)
-    assert b.test_cases[0].image.max() == 1
+    np.testing.assert_array_equal(b.test_cases[0].image, before)
+
+
+def test_toy_acdc_patients_are_learnable_and_varied():
+    """Big, clearly visible structures; the patients differ mostly in global acquisition
+    (brightness, contrast, gamma, blur, noise), never in which tissue is brighter."""
+    toy_acdc.patient.cache_clear()
+    t0 = time.perf_counter()
+    pats = [toy_acdc.patient(i) for i in range(sum(ACDC_COUNTS.values()))]
+    assert time.perf_counter() - t0 < 3.0  # generation stays fast
+    blood_means = []
+    for vol, lab, spacing, look in pats:
+        assert vol.dtype == np.float32 and 0 <= vol.min() and vol.max() <= 1 and isinstance(look, str)
+        assert set(np.unique(lab)) == {0, 1, 2, 3} and len(spacing) == 3
+        base = lab[0]  # the basal slice: the heart should fill a fair share of the field of view
+        assert (base > 0).mean() > 0.08
+        myo = (lab == 2).sum(axis=(1, 2))
+        lv = (lab == 3).sum(axis=(1, 2))
+        # Mean ring thickness ~ area / circumference; at training size 64 (2/3 of native) >= 3 px.
+        r_lv = np.sqrt(lv / np.pi)
+        thickness = np.sqrt((myo + lv) / np.pi) - r_lv
+        assert thickness.min() * 64 / toy_acdc.NATIVE >= 3
+        blood, muscle = vol[lab == 3].mean(), vol[lab == 2].mean()
+        assert blood > muscle + 0.05  # bright blood always: no inverted or dark-blood looks
+        blood_means.append(blood)
+    assert max(blood_means) > 2 * min(blood_means)  # but the global look varies a lot
 
 
 def test_toy_isic_counts_and_fraction():
