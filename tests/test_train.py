@@ -1,0 +1,127 @@
+"""Training runs end to end: it learns, resumes exactly, stops cleanly on NaN, and
+tells the user what to do when data are missing."""
+import json
+
+import pytest
+import torch
+
+import crossmatch_lite.train as train_mod
+from crossmatch_lite.__main__ import main
+from crossmatch_lite.config import load_config
+from crossmatch_lite.crossmatch_step import StepOutput
+from crossmatch_lite.data import load_data
+from crossmatch_lite.train import RunMismatch, Trainer, TrainingDiverged, train
+
+TINY = ["data.name=toy_acdc", "data.size=32", "train.batch_size=2", "train.progress=false",
+        "model.channels=[4,8,16,32,64]", "eval.distances=false", "train.log_every=1"]
+
+
+@pytest.fixture(scope="module")
+def toy_data():
+    return load_data(load_config(None, TINY).data, seed=0)
+
+
+def test_short_supervised_run_learns(tmp_path, toy_data):
+    cfg = load_config("configs/supervised.yaml", TINY + ["train.iterations=150", "train.val_every=50",
+                                                        "train.batch_size=8", "model.channels=[8,16,32,64,128]"])
+    summary = train(cfg, tmp_path / "run", data=toy_data)
+    dice = summary["test"]["dice"]["mean"]
+    assert dice > 0.4, summary["test"]["dice"]  # an untrained net scores ~0.05-0.2
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
+    assert summary["best_iteration"] in (50, 100, 150)
+
+
+def _weights(path):
+    return torch.load(path, weights_only=False)["model"]
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path, toy_data, monkeypatch):
+    cfg = load_config("configs/crossmatch.yaml", TINY + ["train.iterations=4", "train.val_every=2"])
+    train(cfg, tmp_path / "straight", data=toy_data)
+
+    real_step = Trainer.train_step
+    calls = {"n": 0}
+
+    def crashing_step(self):
+        calls["n"] += 1
+        if calls["n"] == 4:  # dies during iteration 4; the checkpoint holds iteration 2
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed", data=toy_data)
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    assert torch.load(tmp_path / "resumed" / "latest.pt", weights_only=False)["iteration"] == 2
+    train(cfg, tmp_path / "resumed", data=toy_data)
+
+    a, b = _weights(tmp_path / "straight" / "latest.pt"), _weights(tmp_path / "resumed" / "latest.pt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k != "seconds"}
+                       for l in (p / "metrics.jsonl").read_text().splitlines()]
+    assert strip(tmp_path / "straight") == strip(tmp_path / "resumed")
+
+
+def test_resume_refuses_a_different_config(tmp_path, toy_data):
+    cfg = load_config("configs/crossmatch.yaml", TINY + ["train.iterations=2", "train.val_every=2"])
+    train(cfg, tmp_path / "run", data=toy_data)
+    other = load_config("configs/crossmatch.yaml", TINY + ["train.iterations=2", "distill.eta=0.5"])
+    with pytest.raises(RunMismatch, match="distill.eta"):
+        train(other, tmp_path / "run", data=toy_data)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, toy_data, monkeypatch):
+    cfg = load_config("configs/supervised.yaml", TINY + ["train.iterations=6", "train.val_every=2"])
+    real = train_mod.crossmatch_step
+    count = {"n": 0}
+
+    def poisoned(*a, **k):
+        count["n"] += 1
+        out = real(*a, **k)
+        if count["n"] == 3:
+            return StepOutput(loss=out.loss * float("nan"), terms=out.terms)
+        return out
+
+    monkeypatch.setattr(train_mod, "crossmatch_step", poisoned)
+    with pytest.raises(TrainingDiverged) as e:
+        train(cfg, tmp_path / "run", data=toy_data)
+    assert "iteration 2" in str(e.value) and "latest.pt" in str(e.value)
+    state = torch.load(tmp_path / "run" / "latest.pt", weights_only=False)
+    assert state["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_cli_train_and_evaluate(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["train", "--config", "configs/fixmatch.yaml", "--out", str(out)]
+    for s in TINY + ["train.iterations=2", "train.val_every=2", "eval.distances=true"]:
+        args += ["--set", s]
+    assert main(args) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= s["test"]["dice"]["mean"] <= 1.0 and "hd95_mm" in s["test"]
+    assert (out / "config.yaml").exists() and (out / "split.json").exists()
+    # A finished run re-run with the same folder returns at once with the same summary.
+    assert main(args) == 0
+    assert json.loads((out / "summary.json").read_text())["test"] == s["test"]
+    assert main(["evaluate", "--run", str(out), "--split", "val"]) == 0
+    ev = json.loads((out / "eval_val_best.json").read_text())
+    assert ev["dice"]["mean"] == pytest.approx(s["val"]["dice"]["mean"])
+
+
+def test_missing_acdc_data_names_path_and_download_command(tmp_path, capsys):
+    code = main(["train", "--config", "configs/crossmatch.yaml", "--set", f"data.root={tmp_path}/nowhere",
+                 "--set", "train.iterations=1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{tmp_path}/nowhere" in err and "python -m data_download acdc" in err
+
+
+def test_unknown_key_on_the_command_line_is_refused(tmp_path, capsys):
+    code = main(["train", "--config", "configs/crossmatch.yaml", "--set", "distill.etaa=0.3",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "distill.eta" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
