@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 
-from ._io import atomic_write_json, atomic_write_text
+from crossmatch_lite.io_utils import atomic_write_json, atomic_write_text
 from .grid import cell_hash
 from .runner import cell_dir, read_manifest, read_status
 

@@ -1,16 +1,18 @@
-"""Writes that never leave a half-written file behind."""
+"""Writes that never leave a half-written file behind: temporary name, fsync, rename.
+
+Torch is imported only by `atomic_torch_save`, so tools that just write JSON (the
+ablation runner's `status`, for one) start without loading it.
+"""
 from __future__ import annotations
 
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import Any, Callable
 
 
-def _atomic(path: str | os.PathLike, write) -> None:
+def _atomic(path: str | os.PathLike, write: Callable) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -26,13 +28,19 @@ def _atomic(path: str | os.PathLike, write) -> None:
         raise
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    _atomic(path, lambda f: f.write(data))
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    _atomic(path, lambda f: f.write(text.encode()))
+    atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    import torch
+
     _atomic(path, lambda f: torch.save(obj, f))

@@ -29,6 +29,7 @@ import torch
 from PIL import Image, ImageEnhance, ImageFilter
 from scipy import ndimage, stats
 
+from benchmarks.official_loop import cutmix_box as official_cutmix_box
 from crossmatch_lite import augment as A
 from crossmatch_lite.config import ImagePerturbConfig
 
@@ -231,19 +232,6 @@ def test_jitter_matches_pil_image_enhance_on_8bit(factor):
 
 
 # ---------------------------------------------------------------- CutMix boxes
-def official_box(size, pyrng, nprng, p=0.5, area=(0.02, 0.4), ratio=(0.3, 1 / 0.3)):
-    """The official obtain_cutmix_box, restated: (w, h) of the box or None."""
-    if pyrng.random() > p:
-        return None
-    a = nprng.uniform(*area) * size * size
-    while True:
-        r = nprng.uniform(*ratio)
-        w, h = int(np.sqrt(a / r)), int(np.sqrt(a * r))
-        x, y = nprng.randint(0, size), nprng.randint(0, size)
-        if x + w <= size and y + h <= size:
-            return w, h
-
-
 def box_shape(mask: np.ndarray):
     """(w, h) of a {0, 1} mask that must be one filled axis-aligned rectangle, or None."""
     ys, xs = np.nonzero(mask)
@@ -260,7 +248,7 @@ def test_cutmix_boxes_follow_the_official_sampler():
     boxes = A.cutmix_boxes(n, size, cfg, torch.Generator().manual_seed(11))
     ours = [box_shape(m) for m in boxes.numpy()]
     pyrng, nprng = random.Random(12), np.random.RandomState(12)
-    theirs = [official_box(size, pyrng, nprng) for _ in range(n)]
+    theirs = [box_shape(official_cutmix_box(size, pyrng, nprng).numpy()) for _ in range(n)]
 
     ours_f = [s for s in ours if s is not None]
     theirs_f = [s for s in theirs if s is not None]
