@@ -78,7 +78,3 @@ def cat_features(*groups: list[torch.Tensor]) -> list[torch.Tensor]:
     """Stack several feature pyramids along the batch so one decoder call serves them all."""
     return [torch.cat(level, dim=0) for level in zip(*groups)]
 
-
-def split_features(feats: list[torch.Tensor], sizes: list[int]) -> list[list[torch.Tensor]]:
-    parts = [torch.split(f, sizes, dim=0) for f in feats]
-    return [[p[i] for p in parts] for i in range(len(sizes))]
