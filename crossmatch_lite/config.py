@@ -86,7 +86,7 @@ class PseudoConfig:
     threshold_schedule: str = "fixed"  # fixed | ramp (linear from ramp_start to conf_thresh)
     ramp_start: float = 0.5
     ramp_fraction: float = 0.3  # share of training over which the ramp rises
-    source_pass_mode: str = "eval"  # BatchNorm/dropout mode of the no-gradient pass on the CutMix source
+    source_pass_mode: str = "eval"  # eval | train | batch_stats: mode of the no-gradient pass on the CutMix source
 
 
 @dataclass
@@ -123,6 +123,10 @@ class TrainConfig:
 class EvalConfig:
     batch_slices: int = 32  # slices per forward pass at evaluation
     distances: bool = True  # HD95/ASD on the final val/test evaluation (slower than Dice)
+    # Recompute BatchNorm statistics on clean training images before every evaluation
+    # (batchnorm.py says why); 0 evaluates with the running statistics, as the official code.
+    precise_bn_batches: int = 32
+    precise_bn_batch_size: int = 16
 
 
 @dataclass
@@ -144,7 +148,7 @@ CHOICES = {
     "perturb.image.strong_views": (0, 1, 2),
     "distill.mode": ("hard", "soft"),
     "pseudo.threshold_schedule": ("fixed", "ramp"),
-    "pseudo.source_pass_mode": ("eval", "train"),
+    "pseudo.source_pass_mode": ("eval", "train", "batch_stats"),
     "train.amp": ("auto", "bf16", "off"),
     "train.channels_last": ("auto", "on", "off"),
 }

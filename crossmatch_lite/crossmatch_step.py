@@ -31,6 +31,7 @@ from functools import cached_property
 import torch
 
 from .augment import UnlabeledViews, paste
+from .batchnorm import batch_statistics
 from .config import Config
 from .losses import masked_dice_loss, masked_kl_loss, supervised_loss
 from .unet import UNet, cat_features, drop_features
@@ -115,23 +116,31 @@ def _decode_groups(model: UNet, groups: list[list[torch.Tensor]]) -> list[torch.
 
 
 @torch.no_grad()
-def source_teachers(model: UNet, m_w: torch.Tensor, plan: Plan, train_mode: bool) -> dict[str, Teacher]:
+def source_teachers(model: UNet, m_w: torch.Tensor, plan: Plan, mode: str) -> dict[str, Teacher]:
     """Step 1: the CutMix source's clean (and, for the cross terms, perturbed) predictions.
 
     One encoder pass, one decoder call; the official code runs the encoder twice and also
     pushes the labeled batch through the network here only to discard it.
+    mode: "eval" (official: BatchNorm running statistics), "train" (batch statistics and
+    the encoder's own dropout, updating the running statistics) or "batch_stats" (batch
+    statistics, dropout off, running statistics untouched; see batchnorm.py for why).
     """
-    was_training = model.training
-    model.train(train_mode)
-    f_m = model.encode(m_w)
-    groups = [f_m]
-    names = ["clean"]
-    if plan.cross_terms:
-        for name, rate in plan.streams:
-            groups.append(drop_features(f_m, rate))
-            names.append(name)
-    outs = _decode_groups(model, groups)
-    model.train(was_training)
+    def run() -> list[torch.Tensor]:
+        f_m = model.encode(m_w)
+        groups = [f_m]
+        if plan.cross_terms:
+            groups += [drop_features(f_m, rate) for _, rate in plan.streams]
+        return _decode_groups(model, groups)
+
+    names = ["clean"] + ([name for name, _ in plan.streams] if plan.cross_terms else [])
+    if mode == "batch_stats":
+        with batch_statistics(model):
+            outs = run()
+    else:
+        was_training = model.training
+        model.train(mode == "train")
+        outs = run()
+        model.train(was_training)
     return {n: Teacher(o.detach()) for n, o in zip(names, outs)}
 
 
@@ -145,7 +154,7 @@ def crossmatch_step(model: UNet, x: torch.Tensor, y: torch.Tensor, views: Unlabe
     # 1. Teachers on the CutMix source batch.
     src: dict[str, Teacher] = {}
     if plan.second_batch_source:
-        src = source_teachers(model, views.m_w, plan, cfg.pseudo.source_pass_mode == "train")
+        src = source_teachers(model, views.m_w, plan, cfg.pseudo.source_pass_mode)
 
     # 2. x and u_w: one encoder pass; u_w decoded clean and through each stream.
     b_x = x.shape[0]

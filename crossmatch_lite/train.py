@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .augment import make_unlabeled_views, quantize_8bit, weak_view
+from .batchnorm import recompute_statistics
 from .config import Config, flatten, save_config, to_dict
 from .crossmatch_step import crossmatch_step, plan_from
 from .data import SegData, load_data
@@ -188,9 +189,24 @@ class Trainer:
         return row
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, cases, distances: bool = False, keep_predictions: bool = False) -> dict:
+    def eval_model(self) -> torch.nn.Module:
+        """The model as evaluated: with BatchNorm statistics recomputed on the training
+        images this run learns from (labeled only for a supervised run), unless
+        eval.precise_bn_batches is 0. Training is not affected."""
+        e = self.cfg.eval
+        if e.precise_bn_batches <= 0:
+            return self.model
+        idx = self.data.labeled_idx if not self.plan.unlabeled else \
+            np.concatenate([self.data.labeled_idx, self.data.unlabeled_idx])
+        images = self.images[torch.from_numpy(np.sort(idx)).to(self.device)]
+        return recompute_statistics(self.model, images, e.precise_bn_batches, e.precise_bn_batch_size,
+                                    seed=self.cfg.train.seed, autocast=autocast_for(self.device, self.cfg.train))
+
+    def evaluate(self, cases, distances: bool = False, keep_predictions: bool = False,
+                 model: torch.nn.Module | None = None) -> dict:
         d = self.data
-        return evaluate_cases(self.model, cases, d.num_classes, d.class_names, self.cfg.data.size,
+        return evaluate_cases(model if model is not None else self.eval_model(), cases, d.num_classes,
+                              d.class_names, self.cfg.data.size,
                               self.device, distances=distances, batch=self.cfg.eval.batch_slices,
                               autocast=autocast_for(self.device, self.cfg.train),
                               keep_predictions=keep_predictions)
@@ -261,6 +277,7 @@ class Trainer:
         if best.exists():
             self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=False)["model"])
         dist = self.cfg.eval.distances
+        model = self.eval_model()
         summary = {
             "preset": self.cfg.preset,
             "dataset": self.cfg.data.name,
@@ -270,8 +287,9 @@ class Trainer:
             "train_seconds": round(self.seconds, 1),
             "train_cpu_seconds": round(self.cpu_seconds, 1),
             "device": str(self.device),
-            "val": self.evaluate(self.data.val_cases, distances=dist),
-            "test": self.evaluate(self.data.test_cases, distances=dist),
+            "precise_bn_batches": self.cfg.eval.precise_bn_batches,
+            "val": self.evaluate(self.data.val_cases, distances=dist, model=model),
+            "test": self.evaluate(self.data.test_cases, distances=dist, model=model),
         }
         atomic_write_json(self.out / "summary.json", summary)
         return summary

@@ -649,7 +649,7 @@ data = load_data(cfg.data, seed=cfg.train.seed)
 run_dir = viz.prepare_run_dir(out / "model", resume)
 t0 = time.perf_counter()
 trainer, summary = viz.trained(cfg, run_dir, data=data)
-model = trainer.model
+model = trainer.eval_model()  # best.pt with BatchNorm statistics recomputed on clean images, as evaluation does
 print(f"{cfg.preset} trained for {summary['iterations']} iterations ({time.perf_counter() - t0:.0f} s), "
       f"test Dice {100 * summary['test']['dice']['mean']:.1f} %")
 '''
@@ -682,7 +682,8 @@ repeats = 4  # dropout draws per rate
     ("md", '''
 ## Clean, weak and strong decodings
 
-The model is in eval mode (BatchNorm statistics fixed, the encoder's own dropout off);
+The model is in eval mode (BatchNorm statistics recomputed on clean training images and fixed,
+the encoder's own dropout off);
 `drop_features` is always active, as in the official code. The last column counts, per
 pixel, how many of the two perturbed decodings disagree with the clean one (grey: one,
 white: both).
