@@ -142,6 +142,9 @@ PRESET_DIFFS = {
                  "perturb.feature.on_strong_view", "distill.cross_terms", "distill.eta"},
     "fixmatch": {"preset", "perturb.image.strong_views", "perturb.feature.enabled", "distill.enabled", "loss.strong"},
 }
+CPU_BUDGET = {"data.size", "train.iterations", "train.batch_size", "train.val_every"}
+PRESET_DIFFS["acdc_cpu"] = CPU_BUDGET | {"pseudo.source_pass_mode"}
+PRESET_DIFFS["acdc_cpu_supervised"] = CPU_BUDGET | PRESET_DIFFS["supervised"]
 
 
 def test_crossmatch_preset_is_the_official_configuration():
