@@ -8,7 +8,7 @@ kept channels by 1/(1-p), which inflates their variance), interleaved with calls
 clean features only. A model evaluated with those running statistics normalises clean
 images with the wrong scale. Measured on real ACDC (3 labeled patients, 2000 iterations at
 128 px): the same CrossMatch weights score 47.9 val Dice with the running statistics and
-61.3 after recomputing them on clean training slices.
+61.6 after recomputing them on clean training slices.
 
 Recomputing the statistics from clean inputs after training ("precise BN", Wu & Johnson,
 "Rethinking 'Batch' in BatchNorm", 2021) fixes the evaluation without touching the
@@ -79,10 +79,7 @@ def recompute_statistics(model: nn.Module, images: torch.Tensor, batches: int, b
     ctx = autocast if autocast is not None else torch.autocast(images.device.type, enabled=False)
     for i in range(batches):
         idx = order[i * batch_size:(i + 1) * batch_size].to(images.device)
-        batch = images[idx].float()
-        if next(fresh.parameters()).is_contiguous(memory_format=torch.channels_last) and batch.dim() == 4:
-            batch = batch.contiguous(memory_format=torch.channels_last)
         with ctx:
-            fresh(batch)
+            fresh(images[idx].float())
     fresh.eval()
     return fresh

@@ -198,7 +198,7 @@ class Trainer:
             return self.model
         idx = self.data.labeled_idx if not self.plan.unlabeled else \
             np.concatenate([self.data.labeled_idx, self.data.unlabeled_idx])
-        images = self.images[torch.from_numpy(np.sort(idx)).to(self.device)]
+        images = self.images[torch.from_numpy(idx).to(self.device)]
         return recompute_statistics(self.model, images, e.precise_bn_batches, e.precise_bn_batch_size,
                                     seed=self.cfg.train.seed, autocast=autocast_for(self.device, self.cfg.train))
 
