@@ -343,16 +343,17 @@ def _predict_slices(c: dict, n_slices: int):
     import torch
     import torch.nn.functional as F
 
+    from crossmatch_lite.checkpoints import load_checkpoint
     from crossmatch_lite.data import load_data
-    from crossmatch_lite.unet import UNet
+    from crossmatch_lite.unet import build_model
 
     cfg = c["config"]
     key = (json.dumps(vars(cfg.data), sort_keys=True, default=str), cfg.train.seed)
     if key not in _DATA_CACHE:
         _DATA_CACHE[key] = load_data(cfg.data, seed=cfg.train.seed)
     data = _DATA_CACHE[key]
-    model = UNet(data.in_channels, data.num_classes, cfg.model.channels, cfg.model.encoder_dropout)
-    state = torch.load(c["dir"] / "run" / "best.pt", map_location="cpu", weights_only=False)
+    model = build_model(cfg.model, data.in_channels, data.num_classes)
+    state = load_checkpoint(c["dir"] / "run" / "best.pt")
     model.load_state_dict(state["model"])
     model.eval()
     cases = data.test_cases[:n_slices]

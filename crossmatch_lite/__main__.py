@@ -38,8 +38,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    import torch
-
+    from .checkpoints import load_checkpoint
     from .data import load_data
     from .io_utils import atomic_write_json
     from .train import Trainer
@@ -60,7 +59,7 @@ def cmd_evaluate(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     trainer = Trainer(cfg, run, data=data)
-    trainer.model.load_state_dict(torch.load(ckpt, map_location=trainer.device, weights_only=False)["model"])
+    trainer.model.load_state_dict(load_checkpoint(ckpt, trainer.device)["model"])
     cases = data.val_cases if args.split == "val" else data.test_cases
     result = trainer.evaluate(cases, distances=cfg.eval.distances)
     name = f"eval_{args.split}_{args.checkpoint}" + (f"_{Path(args.split_file).stem}" if args.split_file else "")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoints import load_checkpoint
 from .augment import make_unlabeled_views, quantize_8bit, weak_view
 from .batchnorm import recompute_statistics
 from .config import Config, flatten, save_config, to_dict
@@ -29,6 +30,7 @@ from .evaluate import evaluate_cases
 from .io_utils import atomic_torch_save, atomic_write_json, atomic_write_text
 from .runtime import autocast_for, configure_threads, pick_device, seed_everything, use_channels_last
 from .sampling import EpochSampler
+from . import unet
 from .unet import UNet
 
 # Keys that may change between a run and its resumption without changing the result.
@@ -44,7 +46,7 @@ class RunMismatch(RuntimeError):
 
 
 def build_model(cfg: Config, data: SegData) -> UNet:
-    return UNet(data.in_channels, data.num_classes, cfg.model.channels, cfg.model.encoder_dropout)
+    return unet.build_model(cfg.model, data.in_channels, data.num_classes)
 
 
 def poly_lr(cfg: Config, it: int) -> float:
@@ -231,7 +233,7 @@ class Trainer:
         latest = self.out / "latest.pt"
         self.iteration_saved = 0
         if latest.exists():
-            self._restore(torch.load(latest, map_location=self.device, weights_only=False))
+            self._restore(load_checkpoint(latest, self.device))
             self.iteration_saved = self.iteration
             self._truncate_metrics()
         save_config(cfg, self.out / "config.yaml")
@@ -275,7 +277,7 @@ class Trainer:
         """Evaluate the model chosen on val (never on test) on val and test."""
         best = self.out / "best.pt"
         if best.exists():
-            self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=False)["model"])
+            self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
         dist = self.cfg.eval.distances
         model = self.eval_model()
         summary = {

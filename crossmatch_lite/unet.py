@@ -78,3 +78,7 @@ def cat_features(*groups: list[torch.Tensor]) -> list[torch.Tensor]:
     """Stack several feature pyramids along the batch so one decoder call serves them all."""
     return [torch.cat(level, dim=0) for level in zip(*groups)]
 
+
+def build_model(model_cfg, in_channels: int, num_classes: int) -> UNet:
+    """The network a config describes (`model_cfg` is the config's `model` section)."""
+    return UNet(in_channels, num_classes, model_cfg.channels, model_cfg.encoder_dropout)

@@ -381,15 +381,14 @@ def draw_crossmatch_graph(ax, eta: float = 0.3) -> None:
 def trained(cfg: Config, run_dir: str | Path, data=None, on_log: Callable | None = None):
     """Train (or resume, or reuse a finished run in run_dir) and return (trainer, summary) with
     the best-on-validation checkpoint loaded into trainer.model."""
-    import torch
-
+    from .checkpoints import load_checkpoint
     from .train import Trainer
 
     trainer = Trainer(cfg, run_dir, data=data, on_log=on_log)
     summary = trainer.run()
     best = Path(run_dir) / "best.pt"
     if best.exists():
-        trainer.model.load_state_dict(torch.load(best, map_location=trainer.device, weights_only=False)["model"])
+        trainer.model.load_state_dict(load_checkpoint(best, trainer.device)["model"])
     trainer.model.eval()
     return trainer, summary
 

@@ -121,6 +121,7 @@ place). A folder that already holds this run resumes from `latest.pt`, or, if fi
 returns its summary at once.
 '''),
     ("code", '''
+from crossmatch_lite.checkpoints import load_checkpoint
 from crossmatch_lite.train import Trainer
 
 live = viz.LiveCurves(title=f"{cfg.preset} on {cfg.data.name}: training (live)", every=10)
@@ -171,7 +172,7 @@ The test slices with the most foreground in their volume, with the ground truth 
 prediction of `best.pt` (per-case mean Dice in the title).
 '''),
     ("code", '''
-best = torch.load(run_dir / "best.pt", map_location=trainer.device, weights_only=False)
+best = load_checkpoint(run_dir / "best.pt", trainer.device)
 trainer.model.load_state_dict(best["model"])
 slices = viz.pick_slices(data.test_cases, n_examples)
 chosen = [data.test_cases[i] for i in sorted({i for i, _ in slices})]

@@ -34,7 +34,7 @@ def test_short_supervised_run_learns(tmp_path, toy_data):
 
 
 def _weights(path):
-    return torch.load(path, weights_only=False)["model"]
+    return torch.load(path, weights_only=True)["model"]
 
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path, toy_data, monkeypatch):
@@ -54,7 +54,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, toy_data, monkeypat
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "resumed", data=toy_data)
     monkeypatch.setattr(Trainer, "train_step", real_step)
-    assert torch.load(tmp_path / "resumed" / "latest.pt", weights_only=False)["iteration"] == 2
+    assert torch.load(tmp_path / "resumed" / "latest.pt", weights_only=True)["iteration"] == 2
     train(cfg, tmp_path / "resumed", data=toy_data)
 
     a, b = _weights(tmp_path / "straight" / "latest.pt"), _weights(tmp_path / "resumed" / "latest.pt")
@@ -89,7 +89,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, to
     with pytest.raises(TrainingDiverged) as e:
         train(cfg, tmp_path / "run", data=toy_data)
     assert "iteration 2" in str(e.value) and "latest.pt" in str(e.value)
-    state = torch.load(tmp_path / "run" / "latest.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "latest.pt", weights_only=True)
     assert state["iteration"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
