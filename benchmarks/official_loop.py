@@ -18,8 +18,8 @@ description of the official code (issue 6 / issue 2), not taken from it:
     * the strong views take the pixels of m's strong views inside their boxes (boolean
       index assignment, as the official script does);
     * five network calls and the gather-based Dice loss: `tests/reference_step.reference_terms`
-      (model(m) and need_fp on cat(x, m) without gradient in eval mode, need_fp with
-      gradient on cat(x, u_w) and on cat(s1, s2));
+      (model(m) and need_fp on cat(x, m) without gradient in train mode, as the official
+      script since 2025-12-10; need_fp with gradient on cat(x, u_w) and on cat(s1, s2));
     * backward, SGD (Nesterov, momentum 0.9, weight decay 1e-4) with the poly learning rate.
 
 The random draws use Python's `random` and NumPy's legacy generator as the official code

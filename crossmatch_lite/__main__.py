@@ -61,11 +61,12 @@ def cmd_evaluate(args) -> int:
     trainer = Trainer(cfg, run, data=data)
     trainer.model.load_state_dict(load_checkpoint(ckpt, trainer.device)["model"])
     cases = data.val_cases if args.split == "val" else data.test_cases
-    result = trainer.evaluate(cases, distances=cfg.eval.distances)
-    name = f"eval_{args.split}_{args.checkpoint}" + (f"_{Path(args.split_file).stem}" if args.split_file else "")
-    atomic_write_json(run / f"{name}.json", result)
-    _print_metrics(f"{args.split} ({ckpt.name})", result)
-    print(f"written: {run / (name + '.json')}")
+    for bn in (("running", "precise") if args.bn == "both" else (args.bn,)):
+        result = trainer.evaluate(cases, distances=cfg.eval.distances, model=trainer.eval_model(bn))
+        name = f"eval_{args.split}_{args.checkpoint}_{bn}" + (f"_{Path(args.split_file).stem}" if args.split_file else "")
+        atomic_write_json(run / f"{name}.json", result)
+        _print_metrics(f"{args.split} ({ckpt.name}, {bn} BatchNorm statistics)", result)
+        print(f"written: {run / (name + '.json')}")
     return 0
 
 
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--split", choices=("test", "val"), default="test")
     e.add_argument("--split-file", default=None, help="JSON split whose val/test lists to evaluate")
     e.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    e.add_argument("--bn", choices=("running", "precise", "both"), default="both",
+                   help="BatchNorm statistics: running (as trained, official) or precise (recomputed)")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key, e.g. --set data.root=/elsewhere")
     e.set_defaults(func=cmd_evaluate)

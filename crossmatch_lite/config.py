@@ -31,9 +31,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    # SSL4MIS 2D UNet as used by UniMatch/CrossMatch on ACDC.
+    # SSL4MIS 2D UNet as the official CrossMatch ACDC code builds it.
     channels: list = field(default_factory=lambda: [16, 32, 64, 128, 256])
     encoder_dropout: list = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5])
+    upsample: str = "bilinear"  # bilinear (what the official code runs) | transpose (ConvTranspose2d)
 
 
 @dataclass
@@ -86,7 +87,9 @@ class PseudoConfig:
     threshold_schedule: str = "fixed"  # fixed | ramp (linear from ramp_start to conf_thresh)
     ramp_start: float = 0.5
     ramp_fraction: float = 0.3  # share of training over which the ramp rises
-    source_pass_mode: str = "eval"  # eval | train | batch_stats: mode of the no-gradient pass on the CutMix source
+    # Mode of the no-gradient pass on the CutMix source: official (train mode, as the official
+    # code since 2025-12-10) | eval (official before that) | train | batch_stats (crossmatch_step.py)
+    source_pass_mode: str = "official"
 
 
 @dataclass
@@ -123,8 +126,11 @@ class TrainConfig:
 class EvalConfig:
     batch_slices: int = 32  # slices per forward pass at evaluation
     distances: bool = True  # HD95/ASD on the final val/test evaluation (slower than Dice)
-    # Recompute BatchNorm statistics on clean training images before every evaluation
-    # (batchnorm.py says why); 0 evaluates with the running statistics, as the official code.
+    # BatchNorm statistics of the model that selects best.pt on val and gives the headline
+    # numbers: running (the trained running averages, as the official code and the
+    # literature) | precise (recomputed on clean training images; batchnorm.py says why).
+    # summary.json reports both either way, for best.pt and for the latest weights.
+    bn: str = "running"
     precise_bn_batches: int = 32
     precise_bn_batch_size: int = 16
 
@@ -146,10 +152,12 @@ CHOICES = {
     "data.name": ("toy_acdc", "toy_isic", "acdc", "isic2018"),
     "perturb.image.cutmix_source": ("second_batch", "in_batch"),
     "perturb.image.strong_views": (0, 1, 2),
+    "model.upsample": ("bilinear", "transpose"),
     "distill.mode": ("hard", "soft"),
     "pseudo.threshold_schedule": ("fixed", "ramp"),
-    "pseudo.source_pass_mode": ("eval", "train", "batch_stats"),
+    "pseudo.source_pass_mode": ("official", "eval", "train", "batch_stats"),
     "train.amp": ("auto", "bf16", "off"),
+    "eval.bn": ("running", "precise"),
     "train.channels_last": ("auto", "on", "off"),
 }
 

@@ -115,33 +115,55 @@ def _decode_groups(model: UNet, groups: list[list[torch.Tensor]]) -> list[torch.
     return list(model.decode(cat_features(*groups)).split(sizes, dim=0))
 
 
+SOURCE_PASS_MODES = ("official", "eval", "train", "batch_stats")
+
+
 @torch.no_grad()
-def source_teachers(model: UNet, m_w: torch.Tensor, plan: Plan, mode: str) -> dict[str, Teacher]:
+def source_teachers(model: UNet, m_w: torch.Tensor, x: torch.Tensor, plan: Plan,
+                    mode: str) -> dict[str, Teacher]:
     """Step 1: the CutMix source's clean (and, for the cross terms, perturbed) predictions.
 
-    One encoder pass, one decoder call; the official code runs the encoder twice and also
-    pushes the labeled batch through the network here only to discard it.
-    mode: "eval" (official: BatchNorm running statistics), "train" (batch statistics and
-    the encoder's own dropout, updating the running statistics) or "batch_stats" (batch
-    statistics, dropout off, running statistics untouched; see batchnorm.py for why).
+    mode "official" is the official pass since commit cd1e25c (2025-12-10): train mode
+    (batch statistics, encoder dropout on, running statistics updated); the clean teacher
+    from m alone; the stream teachers from one feature-perturbed call on [x, m], so the
+    encoder's BatchNorm normalises x and m together and the decoder's normalises
+    [x, m, m-weak, m-strong] together. The x outputs are discarded, but they are paid for:
+    without them the batch statistics, and so the teachers, would differ.
+    The other modes run one encoder pass on m and decode [m, m-weak, m-strong] in one call:
+    "eval" (running statistics, no encoder dropout; equal to the official pass before
+    cd1e25c, because in eval mode the result does not depend on the batching), "train"
+    (batch statistics and encoder dropout on m alone) and "batch_stats" (batch statistics,
+    dropout off, running statistics untouched; see batchnorm.py for why).
     """
+    stream_names = [name for name, _ in plan.streams] if plan.cross_terms else []
+    was_training = model.training
+    if mode == "official":
+        model.train()
+        outs = [model(m_w)]
+        if stream_names:
+            b = x.shape[0]
+            f = model.encode(torch.cat([x, m_w]))
+            f_x, f_m = [level[:b] for level in f], [level[b:] for level in f]
+            groups = [f_x, f_m] + [drop_features(f_m, rate) for _, rate in plan.streams]
+            outs += _decode_groups(model, groups)[2:]
+        model.train(was_training)
+        return {n: Teacher(o.detach()) for n, o in zip(["clean"] + stream_names, outs)}
+
     def run() -> list[torch.Tensor]:
         f_m = model.encode(m_w)
         groups = [f_m]
-        if plan.cross_terms:
+        if stream_names:
             groups += [drop_features(f_m, rate) for _, rate in plan.streams]
         return _decode_groups(model, groups)
 
-    names = ["clean"] + ([name for name, _ in plan.streams] if plan.cross_terms else [])
     if mode == "batch_stats":
         with batch_statistics(model):
             outs = run()
     else:
-        was_training = model.training
         model.train(mode == "train")
         outs = run()
         model.train(was_training)
-    return {n: Teacher(o.detach()) for n, o in zip(names, outs)}
+    return {n: Teacher(o.detach()) for n, o in zip(["clean"] + stream_names, outs)}
 
 
 def crossmatch_step(model: UNet, x: torch.Tensor, y: torch.Tensor, views: UnlabeledViews | None,
@@ -154,7 +176,7 @@ def crossmatch_step(model: UNet, x: torch.Tensor, y: torch.Tensor, views: Unlabe
     # 1. Teachers on the CutMix source batch.
     src: dict[str, Teacher] = {}
     if plan.second_batch_source:
-        src = source_teachers(model, views.m_w, plan, cfg.pseudo.source_pass_mode)
+        src = source_teachers(model, views.m_w, x, plan, cfg.pseudo.source_pass_mode)
 
     # 2. x and u_w: one encoder pass; u_w decoded clean and through each stream.
     b_x = x.shape[0]

@@ -7,10 +7,16 @@ averaged over cases, then over foreground classes.
 
 HD95 and ASD come from MONAI. They differ from medpy's `hd95`/`asd`: MONAI takes the
 95th percentile of each directed surface distance set and reports the larger of the
-two, where medpy takes the percentile of both sets pooled; MONAI's symmetric ASD is the
-mean of the two directed means, where medpy's `asd` is one-directed (its `assd` is the
-symmetric one). A case whose prediction misses a class entirely has no defined surface
-distance: it is left out of that class's distance mean and counted in `n_empty`.
+two, where medpy takes the percentile of both sets pooled. MONAI's symmetric ASD pools
+the surface distances of both directions and takes their mean (so the direction with
+more surface points weighs more); medpy's `asd` is one-directed and its `assd` is the
+mean of the two directed means.
+
+A case whose prediction misses a class that its label has (or predicts a class its
+label lacks) has no defined surface distance. Leaving it out flatters the model, so
+each distance is reported twice: `hd95_mm` without those cases, and `hd95_mm_pen` with
+each of them scored as the image diagonal (the largest distance the image allows).
+`n_empty` counts them.
 """
 from __future__ import annotations
 
@@ -60,15 +66,22 @@ def case_scores(pred: np.ndarray, label: np.ndarray, num_classes: int,
         "jaccard": compute_iou(p, y, include_background=False, ignore_empty=False)[0].numpy(),
     }
     if distances:
+        has_pred = p[0, 1:].flatten(1).any(dim=1).numpy()
+        has_label = y[0, 1:].flatten(1).any(dim=1).numpy()
+        undefined = has_pred != has_label  # exactly one side empty: a miss or a false alarm
+        scores["empty"] = undefined.astype(np.float64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MONAI warns on empty masks; we count them instead
             for unit, sp in (("vox", None), ("mm", spacing)):
                 if unit == "mm" and sp is None:
                     continue
+                diagonal = float(np.sqrt(np.sum((np.asarray(pred.shape) * np.asarray(sp or 1.0)) ** 2)))
                 hd = compute_hausdorff_distance(p, y, include_background=False, percentile=95, spacing=sp)
                 asd = compute_average_surface_distance(p, y, include_background=False, symmetric=True, spacing=sp)
-                scores[f"hd95_{unit}"] = np.where(np.isfinite(hd[0].numpy()), hd[0].numpy(), np.nan)
-                scores[f"asd_{unit}"] = np.where(np.isfinite(asd[0].numpy()), asd[0].numpy(), np.nan)
+                for name, value in ((f"hd95_{unit}", hd[0].numpy()), (f"asd_{unit}", asd[0].numpy())):
+                    value = np.where(np.isfinite(value) & ~undefined, value, np.nan)
+                    scores[name] = value
+                    scores[f"{name}_pen"] = np.where(undefined, diagonal, value)
     return scores
 
 
@@ -80,14 +93,17 @@ def summarise(per_case: list[dict], class_names: list[str]) -> dict:
         return out
     for metric in per_case[0]["scores"]:
         arr = np.stack([c["scores"][metric] for c in per_case])  # (cases, classes)
+        if metric == "empty":
+            counts = arr.sum(axis=0).astype(int)
+            out["n_empty"] = int(counts.sum())  # volume-classes without a defined distance
+            out["n_empty_per_class"] = {name: int(v) for name, v in zip(fg, counts)}
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             per_class = np.nanmean(arr, axis=0)
         entry = {name: _num(v) for name, v in zip(fg, per_class)}
         entry["mean"] = _num(np.nanmean(per_class)) if np.isfinite(per_class).any() else None
         out[metric] = entry
-        if metric.startswith("hd95"):
-            out["n_empty"] = int(np.isnan(arr).sum())
     return out
 
 

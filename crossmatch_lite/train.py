@@ -191,12 +191,13 @@ class Trainer:
         return row
 
     # ------------------------------------------------------------------ evaluation
-    def eval_model(self) -> torch.nn.Module:
-        """The model as evaluated: with BatchNorm statistics recomputed on the training
-        images this run learns from (labeled only for a supervised run), unless
-        eval.precise_bn_batches is 0. Training is not affected."""
+    def eval_model(self, bn: str | None = None) -> torch.nn.Module:
+        """The model as evaluated. bn "running" (default: eval.bn) uses the trained running
+        statistics; "precise" recomputes BatchNorm statistics on a copy, from the training
+        images this run learns from (labeled only for a supervised run). Training is not
+        affected either way."""
         e = self.cfg.eval
-        if e.precise_bn_batches <= 0:
+        if (bn or e.bn) == "running":
             return self.model
         idx = self.data.labeled_idx if not self.plan.unlabeled else \
             np.concatenate([self.data.labeled_idx, self.data.unlabeled_idx])
@@ -274,12 +275,28 @@ class Trainer:
         return self.finish()
 
     def finish(self) -> dict:
-        """Evaluate the model chosen on val (never on test) on val and test."""
-        best = self.out / "best.pt"
-        if best.exists():
-            self.model.load_state_dict(load_checkpoint(best, self.device)["model"])
+        """Evaluate the weights chosen on val (never on test) and the latest weights, each
+        with running and with recomputed ("precise") BatchNorm statistics. The headline
+        `val`/`test` entries are best.pt under eval.bn, the evaluation that chose it."""
+        latest = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        weights = {"latest": latest}
+        best_path = self.out / "best.pt"
+        if best_path.exists():
+            weights["best"] = load_checkpoint(best_path, self.device)["model"]
         dist = self.cfg.eval.distances
-        model = self.eval_model()
+        evaluations = {}
+        for which in ("best", "latest"):
+            if which not in weights:
+                continue
+            self.model.load_state_dict(weights[which])
+            for bn in ("running", "precise"):
+                model = self.eval_model(bn)
+                evaluations[f"{which}_{bn}"] = {
+                    "val": self.evaluate(self.data.val_cases, distances=False, model=model),
+                    "test": self.evaluate(self.data.test_cases, distances=dist, model=model),
+                }
+        headline = f"{'best' if 'best' in weights else 'latest'}_{self.cfg.eval.bn}"
+        self.model.load_state_dict(weights["best" if "best" in weights else "latest"])
         summary = {
             "preset": self.cfg.preset,
             "dataset": self.cfg.data.name,
@@ -289,9 +306,10 @@ class Trainer:
             "train_seconds": round(self.seconds, 1),
             "train_cpu_seconds": round(self.cpu_seconds, 1),
             "device": str(self.device),
-            "precise_bn_batches": self.cfg.eval.precise_bn_batches,
-            "val": self.evaluate(self.data.val_cases, distances=dist, model=model),
-            "test": self.evaluate(self.data.test_cases, distances=dist, model=model),
+            "headline": headline,
+            "val": evaluations[headline]["val"],
+            "test": evaluations[headline]["test"],
+            "evaluations": evaluations,
         }
         atomic_write_json(self.out / "summary.json", summary)
         return summary

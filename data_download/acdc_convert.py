@@ -53,15 +53,17 @@ def normalise(volume: np.ndarray) -> np.ndarray:
     return (vol - lo) / (hi - lo)
 
 
-def load_frame(folder: Path, name: str, frame: int) -> tuple[np.ndarray, np.ndarray]:
+def load_frame(folder: Path, name: str, frame: int) -> tuple[np.ndarray, np.ndarray, tuple]:
     img_path = folder / f"{name}_frame{frame:02d}.nii.gz"
     gt_path = folder / f"{name}_frame{frame:02d}_gt.nii.gz"
     for p in (img_path, gt_path):
         if not p.is_file():
             raise FileNotFoundError(p)
     try:
-        image = np.asanyarray(nib.load(img_path).dataobj)
+        nii = nib.load(img_path)
+        image = np.asanyarray(nii.dataobj)
         label = np.asanyarray(nib.load(gt_path).dataobj)
+        zooms = tuple(float(v) for v in nii.header.get_zooms()[:3])
     except Exception as e:  # nibabel raises many types for a damaged file
         raise DataDownloadError(f"cannot read {img_path.name} / {gt_path.name}: {e}") from None
     if image.shape != label.shape or image.ndim != 3:
@@ -71,15 +73,19 @@ def load_frame(folder: Path, name: str, frame: int) -> tuple[np.ndarray, np.ndar
         )
     if label.dtype.kind == "f":
         label = np.rint(label)
-    # NIfTI arrays are (x, y, z); the published layout is (z, y, x).
-    return normalise(image).transpose(2, 1, 0), label.astype(np.uint8).transpose(2, 1, 0)
+    # NIfTI arrays are (x, y, z); the published layout is (z, y, x), and so is the spacing.
+    return normalise(image).transpose(2, 1, 0), label.astype(np.uint8).transpose(2, 1, 0), zooms[::-1]
 
 
-def write_h5(path: Path, image: np.ndarray, label: np.ndarray) -> None:
+def write_h5(path: Path, image: np.ndarray, label: np.ndarray, spacing: tuple | None = None) -> None:
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("image", data=image, compression="gzip")
             f.create_dataset("label", data=label, compression="gzip")
+            if spacing is not None:
+                # The published files carry no spacing; storing it with each volume gives
+                # every case, the testing patients 101-150 included, distances in mm.
+                f.attrs["spacing"] = np.asarray(spacing, dtype=np.float64)
 
 
 def convert_patient(folder: Path, out_dir: Path) -> int:
@@ -88,13 +94,13 @@ def convert_patient(folder: Path, out_dir: Path) -> int:
     ed, es = ed_es_frames(folder / "Info.cfg")
     slices = 0
     for out_frame, frame in ((1, ed), (2, es)):
-        image, label = load_frame(folder, name, frame)
+        image, label, spacing = load_frame(folder, name, frame)
         stem = f"{name}_frame{out_frame:02d}"
         for k in range(image.shape[0]):
             write_h5(out_dir / "slices" / f"{stem}_slice_{k + 1}.h5", image[k], label[k])
         # The volume goes last: with its slices already in place, a visible volume
         # file never stands for a half-converted frame.
-        write_h5(out_dir / f"{stem}.h5", image, label)
+        write_h5(out_dir / f"{stem}.h5", image, label, spacing)
         slices += image.shape[0]
     return slices
 

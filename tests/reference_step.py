@@ -1,10 +1,12 @@
-"""A deliberately plain reference formulation of the CrossMatch ACDC loss, for tests.
+"""A plain five-call restatement of the CrossMatch ACDC loss.
 
-It follows the structure of the official training script, not our fast step: five
-network calls (including the wasteful ones), pseudo-labels and confidences mixed
-separately, and a Dice loss evaluated class by class over gathered pixels. Written
-for this project from the method's definition; it shares only the UNet with the
-package, so a drift in the fast step's math shows up as a mismatch.
+It follows the structure of the official training script (the wasteful calls included),
+mixes pseudo-labels and confidences separately and evaluates the Dice loss class by class
+over gathered pixels. The benchmark's stand-in for the official loop
+(benchmarks/official_loop.py) times it, and the step tests use it as a second, differently
+organised computation of the same loss. It shares the network and the feature dropout
+with the package, so it cannot show that either matches the official code: that proof is
+tests/test_official_replay.py, which replays the official script's own numbers.
 """
 from __future__ import annotations
 
@@ -44,8 +46,8 @@ def net_fp(model, images, rates):
 
 
 def reference_terms(model, x, y, u_w, s1, s2, box1, box2, m_w, thresh=0.95, eta=0.3, rates=(0.25, 0.75)):
-    with torch.no_grad():
-        model.eval()
+    with torch.no_grad():  # train mode, as the official pass since 2025-12-10
+        model.train()
         p_m = model(m_w)
         conf_m, lab_m = p_m.softmax(1).max(1)[0], p_m.argmax(1)
         _, _, p_m_weak, p_m_strong = net_fp(model, torch.cat([x, m_w]), rates)

@@ -62,27 +62,35 @@ def test_recompute_statistics_cycles_through_a_small_image_set():
     assert torch.isfinite(fresh[1].running_var).all() and fresh[1].num_batches_tracked.item() == 4
 
 
-@pytest.mark.parametrize("mode", ["eval", "batch_stats", "train"])
+@pytest.mark.parametrize("mode", ["official", "eval", "batch_stats", "train"])
 def test_source_pass_modes(mode):
     cfg = load_config("configs/crossmatch.yaml", [f"pseudo.source_pass_mode={mode}"])
     torch.manual_seed(0)
     model = UNet(1, 4, channels=[4, 8, 16, 32, 64])
     model.train()
-    m_w = torch.rand(3, 1, 32, 32)
+    m_w, x = torch.rand(3, 1, 32, 32), torch.rand(3, 1, 32, 32)
     before = _bn_state(model)
     torch.manual_seed(1)
-    t1 = source_teachers(model, m_w, plan_from(cfg), mode)
+    t1 = source_teachers(model, m_w, x, plan_from(cfg), mode)
     changed = any(not torch.equal(before[k], v) for k, v in _bn_state(model).items())
     assert model.training
-    assert changed == (mode == "train")  # only the train-mode pass moves the running statistics
+    assert changed == (mode in ("train", "official"))  # only train-mode passes move the running statistics
+    if mode == "official":
+        # The stream teachers come from a pass that normalises x and m together: another
+        # labeled batch changes them, but not the clean teacher, which sees m alone.
+        other_x = torch.rand(3, 1, 32, 32)
+        torch.manual_seed(1)
+        t2 = source_teachers(model, m_w, other_x, plan_from(cfg), mode)
+        torch.testing.assert_close(t2["clean"].logits, t1["clean"].logits)
+        assert not torch.allclose(t2["weak"].logits, t1["weak"].logits, atol=1e-4)
     if mode == "batch_stats":
         # Batch statistics: the clean teacher of one image depends on the rest of the batch.
         torch.manual_seed(1)
-        solo = source_teachers(model, m_w[:1], plan_from(cfg), mode)["clean"].logits
+        solo = source_teachers(model, m_w[:1], x[:1], plan_from(cfg), mode)["clean"].logits
         assert not torch.allclose(solo, t1["clean"].logits[:1], atol=1e-4)
     if mode == "eval":
         torch.manual_seed(1)
-        solo = source_teachers(model, m_w[:1], plan_from(cfg), mode)["clean"].logits
+        solo = source_teachers(model, m_w[:1], x[:1], plan_from(cfg), mode)["clean"].logits
         torch.testing.assert_close(solo, t1["clean"].logits[:1], rtol=1e-4, atol=1e-4)
 
 
@@ -102,11 +110,11 @@ def test_precise_bn_uses_only_the_images_the_run_learns_from(tmp_path, monkeypat
         return model
 
     monkeypatch.setattr(train_mod, "recompute_statistics", spy)
-    trainer.eval_model()
+    trainer.eval_model("precise")
     d = trainer.data
     assert seen["n"] == (len(d.labeled_idx) if expect == "labeled" else len(d.labeled_idx) + len(d.unlabeled_idx))
-    trainer.cfg.eval.precise_bn_batches = 0
-    assert trainer.eval_model() is trainer.model
+    assert trainer.eval_model("running") is trainer.model
+    assert trainer.eval_model() is trainer.model  # eval.bn defaults to running, as the official code
 
 
 def test_precise_bn_changes_evaluation_only(tmp_path):
@@ -116,8 +124,7 @@ def test_precise_bn_changes_evaluation_only(tmp_path):
     for _ in range(3):
         trainer.train_step()
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    with_pbn = trainer.evaluate(trainer.data.val_cases)["dice"]["mean"]
+    with_pbn = trainer.evaluate(trainer.data.val_cases, model=trainer.eval_model("precise"))["dice"]["mean"]
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
-    trainer.cfg.eval.precise_bn_batches = 0
-    without = trainer.evaluate(trainer.data.val_cases)["dice"]["mean"]
+    without = trainer.evaluate(trainer.data.val_cases, model=trainer.eval_model("running"))["dice"]["mean"]
     assert np.isfinite(with_pbn) and np.isfinite(without)

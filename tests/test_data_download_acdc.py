@@ -80,6 +80,10 @@ def test_official_conversion_layout_and_values(official, tmp_path, capsys):
                 assert np.array_equal(s[0], image[k - 1]) and np.array_equal(s[1], label[k - 1])
                 n_slices += 1
     assert "data/patient101_frame01.h5" in got  # testing patients are included
+    # Each volume carries its own spacing (z, y, x), so testing patients get mm figures too.
+    from crossmatch_lite.data.acdc import read_case, spacing_table
+    assert "patient101_frame01" not in spacing_table()
+    assert read_case("patient101_frame01", dest / "data" / "patient101_frame01.h5").spacing == (10.0, 1.5, 1.5)
     assert len(got) == 2 * len(truth) + n_slices
     assert "Bernard" in (dest / "ACDC_CITATION.md").read_text()
     assert not list((dest / "raw").rglob("*_4d.nii.gz"))  # cine files not extracted

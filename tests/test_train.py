@@ -102,13 +102,19 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
     assert main(args) == 0
     s = json.loads((out / "summary.json").read_text())
     assert 0.0 <= s["test"]["dice"]["mean"] <= 1.0 and "hd95_mm" in s["test"]
+    # Both checkpoints under both BatchNorm evaluations; the headline is best.pt as selected.
+    assert set(s["evaluations"]) == {"best_running", "best_precise", "latest_running", "latest_precise"}
+    assert s["headline"] == "best_running" and s["test"] == s["evaluations"]["best_running"]["test"]
+    assert all("hd95_mm_pen" in e["test"] and "n_empty" in e["test"] for e in s["evaluations"].values())
+    assert s["evaluations"]["best_precise"]["test"] != s["evaluations"]["best_running"]["test"]
     assert (out / "config.yaml").exists() and (out / "split.json").exists()
     # A finished run re-run with the same folder returns at once with the same summary.
     assert main(args) == 0
     assert json.loads((out / "summary.json").read_text())["test"] == s["test"]
     assert main(["evaluate", "--run", str(out), "--split", "val"]) == 0
-    ev = json.loads((out / "eval_val_best.json").read_text())
-    assert ev["dice"]["mean"] == pytest.approx(s["val"]["dice"]["mean"])
+    for bn in ("running", "precise"):
+        ev = json.loads((out / f"eval_val_best_{bn}.json").read_text())
+        assert ev["dice"]["mean"] == pytest.approx(s["evaluations"][f"best_{bn}"]["val"]["dice"]["mean"])
 
 
 def test_missing_acdc_data_names_path_and_download_command(tmp_path, capsys):

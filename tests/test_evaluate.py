@@ -1,0 +1,60 @@
+"""Surface distances as defined in README: MONAI's pooled symmetric ASD, empty cases
+counted and, in the penalised figures, scored as the image diagonal."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from crossmatch_lite.evaluate import case_scores, summarise
+
+
+def _edges(mask: np.ndarray) -> np.ndarray:
+    return np.argwhere(mask & ~ndimage.binary_erosion(mask))
+
+
+def _directed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each edge point of a, the distance to the nearest edge point of b (brute force)."""
+    pa, pb = _edges(a), _edges(b)
+    return np.sqrt(((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1)).min(axis=1)
+
+
+def two_squares():
+    label = np.zeros((1, 24, 24), np.uint8)
+    pred = np.zeros_like(label)
+    label[0, 4:8, 4:8] = 1  # a small square ...
+    pred[0, 3:17, 3:17] = 1  # ... inside a large one: the two edge sets differ in size
+    return pred, label
+
+
+def test_asd_pools_both_directions():
+    pred, label = two_squares()
+    d_pl, d_lp = _directed(pred[0] == 1, label[0] == 1), _directed(label[0] == 1, pred[0] == 1)
+    pooled = np.concatenate([d_pl, d_lp]).mean()
+    mean_of_means = (d_pl.mean() + d_lp.mean()) / 2
+    assert abs(pooled - mean_of_means) > 1.0  # the two definitions really differ here
+    s = case_scores(pred, label, 2, spacing=None)
+    assert s["asd_vox"][0] == pytest.approx(pooled, rel=1e-5)
+
+
+def test_empty_prediction_is_counted_and_penalised_with_the_diagonal():
+    label = np.zeros((3, 20, 30), np.uint8)
+    label[:, 5:10, 5:12] = 1
+    label[:, 12:16, 15:25] = 2
+    pred = np.where(label == 2, 0, label).astype(np.uint8)  # class 2 missed entirely
+    spacing = (10.0, 1.5, 2.0)
+    s = case_scores(pred, label, 3, spacing=spacing)
+    assert s["empty"].tolist() == [0.0, 1.0]
+    assert s["hd95_mm"][0] == pytest.approx(0.0) and np.isnan(s["hd95_mm"][1])
+    diagonal_mm = np.sqrt((3 * 10.0) ** 2 + (20 * 1.5) ** 2 + (30 * 2.0) ** 2)
+    assert s["hd95_mm_pen"][1] == pytest.approx(diagonal_mm) and s["asd_mm_pen"][1] == pytest.approx(diagonal_mm)
+    assert s["hd95_vox_pen"][1] == pytest.approx(np.sqrt(3 ** 2 + 20 ** 2 + 30 ** 2))
+    summary = summarise([{"scores": s}, {"scores": case_scores(label, label, 3, spacing=spacing)}], ["bg", "a", "b"])
+    assert summary["n_empty"] == 1 and summary["n_empty_per_class"] == {"a": 0, "b": 1}
+    assert summary["hd95_mm"]["b"] == pytest.approx(0.0)  # without the empty case: flattering
+    assert summary["hd95_mm_pen"]["b"] == pytest.approx(diagonal_mm / 2)
+
+
+def test_both_empty_is_neither_counted_nor_penalised():
+    label = np.zeros((2, 16, 16), np.uint8)
+    label[:, 4:9, 4:9] = 1
+    s = case_scores(label, label, 3, spacing=None)  # class 2 absent from both
+    assert s["empty"].tolist() == [0.0, 0.0] and np.isnan(s["hd95_vox_pen"][1])
