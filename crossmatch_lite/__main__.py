@@ -71,7 +71,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    print("\n".join(valid_keys()))
+    """Every key with its default (and its choices, where it has a fixed set)."""
+    from .config import CHOICES, Config, flatten, to_dict
+
+    defaults = flatten(to_dict(Config()))
+    for key in valid_keys():
+        choices = CHOICES.get(key)
+        extra = f"  (one of: {', '.join(map(str, choices))})" if choices else ""
+        print(f"{key} = {defaults[key]!r}{extra}")
     return 0
 
 
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key, e.g. --set data.root=/elsewhere")
     e.set_defaults(func=cmd_evaluate)
-    k = sub.add_parser("keys", help="list every config key")
+    k = sub.add_parser("keys", help="list every config key with its default")
     k.set_defaults(func=cmd_keys)
     args = p.parse_args(argv)
     try:

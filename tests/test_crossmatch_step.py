@@ -171,6 +171,7 @@ PRESET_DIFFS = {
 }
 CPU_BUDGET = {"data.size", "train.iterations", "train.batch_size", "train.val_every"}
 PRESET_DIFFS["acdc_cpu"] = CPU_BUDGET
+PRESET_DIFFS["acdc_cpu_precise_bn"] = CPU_BUDGET | {"preset", "eval.bn"}  # never named plain "crossmatch"
 PRESET_DIFFS["acdc_cpu_supervised"] = CPU_BUDGET | PRESET_DIFFS["supervised"]
 
 
