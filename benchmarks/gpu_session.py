@@ -36,7 +36,9 @@ T0 = time.monotonic()  # the budget counts from here, imports included
 
 import argparse  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -46,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks import session_data, session_env, session_protocol, session_pytest, session_speed  # noqa: E402
+from benchmarks import acdc_parts, session_data, session_env, session_protocol, session_pytest, session_speed  # noqa: E402
 from crossmatch_lite.io_utils import atomic_write_json  # noqa: E402
 
 STEPS = ("env", "tests", "data", "speed", "protocol")
@@ -92,6 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--allow-cpu", action="store_true", help="run the full-size session without CUDA (hours)")
     ap.add_argument("--acdc-zip", help=f"the ACDC training zip (default: ${session_data.ZIP_ENV}, then "
                                        "shared/datasets/acdc/ in or next to the repository, then /work/shared)")
+    ap.add_argument("--acdc-parts", default=str(acdc_parts.DEFAULT_PARTS),
+                    help="where the zip's parts are when no zip is found (python -m benchmarks.acdc_parts; "
+                         "default %(default)s)")
     ap.add_argument("--data-root", default=str(session_data.DEFAULT_DATA_ROOT),
                     help="where ACDC is converted and cached (default %(default)s; never under --out)")
     ap.add_argument("--protocol-compile", choices=("auto", "on", "off"), default="auto",
@@ -102,6 +107,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--protocol-stop-at", type=int, help="stop the protocol at this iteration (tests)")
     ap.add_argument("--protocol-share", type=float, default=0.4,
                     help="share of the budget kept for the protocol while the other steps run")
+    ap.add_argument("--keep-scratch", action="store_true",
+                    help="keep the full logs and raw benchmark files (kept anyway when a step fails)")
     ap.add_argument("--finish-estimate-s", type=float,
                     help="seconds the final evaluations take (decides whether the last chunk fits)")
     args = ap.parse_args(argv)
@@ -188,17 +195,33 @@ def main(argv=None) -> int:
         session_protocol.adopt_run(Path(args.resume), run_dir)
         session.doc["resumed_from"] = str(Path(args.resume).resolve())
 
-    env = session.run("env", lambda: session_env.environment(device))
-    card = session_env.card_name(env) if env and env.get("status") == "ok" else str(device)
-    session.doc.update(card=card, hardware=(env or {}).get("hardware"))
+    no_cuda = not torch.cuda.is_available()
+    if no_cuda and device.type == "cuda":
+        device = torch.device("cpu")  # report the machine as it is, then refuse below
+    session.run("env", lambda: session_env.environment(device))
+    hardware = session_env.hardware_info(device)
+    card = session_env.card_name({"hardware": hardware})
+    session.doc.update(card=card, hardware=hardware)
     session.save()
-    if device.type != "cuda" and not (args.dry_run or args.allow_cpu):
-        for s in steps[1:]:
-            session.set(s, {"status": "skipped", "reason": "no CUDA device (torch.cuda.is_available() is "
-                                                           "False); --dry-run or --allow-cpu to run on the CPU"})
-        print(f"no CUDA device visible; nothing run beyond the environment report ({out / RESULTS_NAME})",
-              file=sys.stderr)
+    refuse = None
+    missing = session_env.missing_packages()
+    if missing:
+        # Every later step imports them: stop now rather than spend device time on errors.
+        refuse = (f"missing Python packages: {', '.join(missing)}; carry them as wheels "
+                  "(README, 'On a GPU')")
+    elif no_cuda and not (args.dry_run or args.allow_cpu):
+        refuse = ("no CUDA device (torch.cuda.is_available() is False); --dry-run or --allow-cpu "
+                  "to run on the CPU")
+    if refuse:
+        for s in steps:
+            if s != "env":
+                session.set(s, {"status": "skipped", "reason": refuse})
+        print(f"{refuse}; nothing run beyond the environment report ({out / RESULTS_NAME})", file=sys.stderr)
         return 2
+    # Logs and raw benchmark files go elsewhere: a device hands back at most 8 files from
+    # $OUT (README, "On a GPU"), and those are this JSON and the run folder's seven.
+    scratch = Path(tempfile.mkdtemp(prefix="gpu_session_"))
+    session.doc["scratch"] = str(scratch)
 
     # -------------------------------------------------------------- tests
     def tests() -> dict:
@@ -210,7 +233,7 @@ def main(argv=None) -> int:
                 results[key] = {"file": test_file, "status": "skipped", "reason": "budget"}
                 continue
             r = session_pytest.run_pytest(test_file, device.type, budget, select=select,
-                                          collect_only=collect_only, log_dir=out / "logs")
+                                          collect_only=collect_only, log_dir=scratch)
             results[key] = r
             if r["status"] not in ("passed", "absent"):
                 status = "failed"
@@ -234,7 +257,8 @@ def main(argv=None) -> int:
         if cfg.data.name == "acdc":
             result["prepare"] = session_data.prepare_acdc(Path(cfg.data.root), zip_path,
                                                           timeout=max(30.0, session.allowance(plan["caps"]["data"])),
-                                                          explicit_zip=args.acdc_zip)
+                                                          explicit_zip=args.acdc_zip,
+                                                          parts_dir=Path(args.acdc_parts))
         proto["data"], result["load"] = session_data.load_training_data(cfg.data, cfg.train.seed)
         proto["acdc_root"] = cfg.data.root if cfg.data.name == "acdc" else None
         return result
@@ -254,28 +278,25 @@ def main(argv=None) -> int:
                       data="acdc" if root else "toy_acdc", root=root or args.data_root,
                       threads=sp["threads"], sets=sp["sets"])
         result = {"data": common["data"], "batch": sp["batch"], "size": sp["size"], "repeats": sp["repeats"]}
-        eager_out = out / f"speed_{device.type}_b{sp['batch']}_s{sp['size']}.json"
+        eager_out = scratch / f"speed_{device.type}_b{sp['batch']}_s{sp['size']}.json"
         budget = session.allowance(plan["caps"]["speed"])
         result["eager"] = (session_speed.run_bench(
             session_speed.bench_command(eager_out, compiled=False, warmup=sp["warmup"], **common),
-            eager_out, budget, out / "logs" / "speed_eager.log")
+            eager_out, budget, scratch / "speed_eager.log")
             if budget >= 10 else {"status": "skipped", "reason": "budget"})
         session.set("speed", {"status": "running", **result})
         if device.type == "cuda":
-            comp_out = out / f"speed_{device.type}_b{sp['batch']}_s{sp['size']}_compile.json"
+            comp_out = scratch / f"speed_{device.type}_b{sp['batch']}_s{sp['size']}_compile.json"
             budget = session.allowance(plan["caps"]["speed_compile"])
             result["compiled"] = (session_speed.run_bench(
                 session_speed.bench_command(comp_out, compiled=True, warmup=sp["compile_warmup"], **common),
-                comp_out, budget, out / "logs" / "speed_compile.log")
+                comp_out, budget, scratch / "speed_compile.log")
                 if budget >= 10 else {"status": "skipped", "reason": "budget"})
         else:
             # Inductor's CPU path builds C++ for minutes and says nothing about CUDA graphs.
             result["compiled"] = {"status": "skipped", "reason": "torch.compile is timed on CUDA only"}
         eager_res = result["eager"].get("result")
         comp_res = result["compiled"].get("result")
-        # Full results live in their own files; the session JSON keeps the table.
-        for part in ("eager", "compiled"):
-            result[part].pop("result", None)
         result["table"] = session_speed.table(eager_res, comp_res, card)
         result["table_markdown"] = session_speed.markdown(result["table"])
         loops = {r["loop"]: r["s_per_it"] for r in result["table"]}
@@ -313,10 +334,24 @@ def main(argv=None) -> int:
 
     session.run("protocol", protocol)
 
+    failed = any(s.get("status") == "error" for s in session.doc["steps"].values())
+    if not (failed or args.keep_scratch):
+        shutil.rmtree(scratch, ignore_errors=True)  # its logs' ends are in the JSON already
+        session.doc["scratch"] = None
     session.doc["finished"] = session_protocol.now_iso()
+    session.doc["out_files"] = out_files(out)
     session.save()
     print(report(session.doc, out))
-    return 1 if any(s.get("status") == "error" for s in session.doc["steps"].values()) else 0
+    return 1 if failed else 0
+
+
+def out_files(out: Path) -> dict:
+    """What a device would hand back: at most 8 files, each under 16 MiB (see README)."""
+    files = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
+    files[RESULTS_NAME] = files.get(RESULTS_NAME, 0)
+    big = [k for k, v in files.items() if v > 16 * 2 ** 20]
+    return {"count": len(files), "mib": round(sum(files.values()) / 2 ** 20, 2), "files": files,
+            "fits_device_return": len(files) <= 8 and not big}
 
 
 def report(doc: dict, out: Path) -> str:
@@ -335,6 +370,10 @@ def report(doc: dict, out: Path) -> str:
         lines.append(f"  protocol: iteration {p['iteration_start']} -> {p['iteration']} of {p['iterations_total']}, "
                      f"best val Dice {p['best_val_dice']:.4f} at {p['best_iteration']}, run folder "
                      f"{p['run_dir']} ({p.get('run_dir_mb')} MB)")
+    f = doc.get("out_files")
+    if f:
+        lines.append(f"  {out}: {f['count']} files, {f['mib']} MiB"
+                     + ("" if f["fits_device_return"] else " -- MORE THAN A DEVICE HANDS BACK (8 files, 16 MiB each)"))
     return "\n".join(lines)
 
 

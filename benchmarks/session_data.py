@@ -1,17 +1,21 @@
 """The GPU session's data step: real ACDC, converted on the device from the local training zip.
 
-The zip is never downloaded here (the device machine has no network); it travels with the
-repository copy. The prepared data and its resized-slice cache live outside the session's
-output folder, so that only results and the run folder come back.
+The zip is never downloaded here (the device machine has no network). It is found on disk
+(--acdc-zip, $CROSSMATCH_LITE_ACDC_ZIP, shared/ folders) or rebuilt from the parts that
+`benchmarks/acdc_parts.py` cut for carrying it to a device in two calls. The prepared data
+and its resized-slice cache live outside the session's output folder, so that only results
+and the run folder come back.
 """
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from . import acdc_parts
+from .session_env import run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 ZIP_NAME = "ACDC-training.zip"
@@ -52,30 +56,37 @@ def _mirror_folder(zip_path: Path) -> Path:
 
 
 def prepare_acdc(root: Path, zip_path: Path | None, timeout: float, workers: int | None = None,
-                 explicit_zip: str | None = None) -> dict:
+                 explicit_zip: str | None = None, parts_dir: Path = acdc_parts.DEFAULT_PARTS) -> dict:
     """Convert the zip into `root` (python -m data_download acdc); a finished root is reused."""
     root = Path(root)
     result = {"root": str(root)}
     if is_prepared(root):
         return {**result, "status": "ok", "reused": True}
+    joined = None
+    if zip_path is None and (Path(parts_dir) / acdc_parts.MANIFEST).is_file():
+        # Raises, naming the missing part, when a device lost one between calls.
+        zip_path = joined = acdc_parts.join(parts_dir, root.parent / ZIP_NAME)
+        result["joined_from_parts"] = str(parts_dir)
     if zip_path is None:
         tried = [str(explicit_zip)] if explicit_zip else [str(p) for p in zip_candidates()]
         raise FileNotFoundError(
-            f"no ACDC training zip ({ZIP_NAME}) found; tried: {', '.join(tried)}. Pass --acdc-zip PATH "
-            f"or set {ZIP_ENV}; on a lent device the repository copy carries shared/ only if the "
-            "checkout has it (see README, 'On a GPU')")
+            f"no ACDC training zip ({ZIP_NAME}) found; tried: {', '.join(tried)}, and no parts in "
+            f"{parts_dir}. Pass --acdc-zip PATH or set {ZIP_ENV}; a lent device gets the zip only "
+            "as parts carried in two calls (README, 'On a GPU')")
     workers = workers or min(8, os.cpu_count() or 1)
     cmd = [sys.executable, "-m", "data_download", "acdc", "--dest", str(root), "--mirror",
            str(_mirror_folder(zip_path)), "--workers", str(workers), "--cleanup", "--quiet"]
     result.update(zip=str(zip_path), zip_bytes=zip_path.stat().st_size, command=" ".join(cmd[1:]))
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=timeout)
+    rc, output = run_child(cmd, timeout)
     result["convert_seconds"] = round(time.monotonic() - t0, 1)
-    result["output_tail"] = (proc.stdout + proc.stderr).splitlines()[-6:]
-    if proc.returncode != 0:
-        raise RuntimeError(f"python -m data_download acdc failed ({proc.returncode}): "
-                           + " | ".join(result["output_tail"]))
+    result["output_tail"] = output.splitlines()[-6:]
+    if rc != 0:
+        # A re-run continues where this one stopped (data_download marks each patient done).
+        why = f"timed out after {timeout:.0f} s" if rc is None else f"failed ({rc})"
+        raise RuntimeError(f"python -m data_download acdc {why}: " + " | ".join(result["output_tail"]))
+    if joined is not None:
+        joined.unlink()  # converted; its parts are still in the repository copy
     return {**result, "status": "ok", "reused": False}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,39 @@ import torch
 
 from .bench_step import hardware_info, loadavg
 
+__all__ = ["environment", "card_name", "child_env", "run_child", "hardware_info", "missing_packages"]
+
+# What the package, the data conversion and the tests import beyond torch. A device image
+# may lack some (monai and nibabel, on the lent machines so far): README says how to carry them.
+NEEDED = ("monai", "nibabel", "h5py", "scipy", "PIL", "yaml", "tqdm", "psutil", "pytest")
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_env(**extra: str) -> dict:
+    """Environment for the session's subprocesses: this checkout first on the path, and
+    whatever was there before kept (on a device, the folder the carried wheels went to)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def run_child(cmd: list[str], timeout: float, **extra_env: str) -> tuple[int | None, str]:
+    """Run a step's subprocess in its own process group; (returncode or None on timeout, output).
+
+    On timeout the whole group is killed: a bare subprocess.run would leave the child's own
+    children (data_download's conversion workers, for one) running on."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(**extra_env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return None, out or ""
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
 
 
 def _git_commit() -> str | None:
@@ -58,6 +91,29 @@ def _has_triton() -> bool:
         return False
 
 
+def missing_packages() -> dict:
+    """{name: why} for each needed package that does not import; {} when all do."""
+    import importlib
+    missing = {}
+    for name in NEEDED:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # an ImportError, or a broken install raising anything else
+            missing[name] = f"{type(e).__name__}: {e}"
+    return missing
+
+
+def _versions() -> dict:
+    from importlib import metadata
+    out = {}
+    for dist in ("monai", "nibabel", "numpy", "scipy", "h5py", "pillow", "triton"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
 def environment(device: torch.device) -> dict:
     report = {
         "hardware": hardware_info(device),
@@ -72,6 +128,8 @@ def environment(device: torch.device) -> dict:
         "git_commit": _git_commit(),
         "executable": sys.executable,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "packages": _versions(),
+        "missing_packages": missing_packages(),
     }
     if device.type == "cuda":
         report["nvidia_smi"] = _nvidia_smi()

@@ -5,12 +5,12 @@ limit and nothing else. Test files choose their device from CROSSMATCH_LITE_TEST
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .session_env import run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE_ENV = "CROSSMATCH_LITE_TEST_DEVICE"
@@ -47,15 +47,10 @@ def run_pytest(test_file: str, device: str, timeout: float, *, select: str | Non
         cmd += ["-k", select]
     if collect_only:
         cmd.append("--collect-only")
-    env = {**os.environ, DEVICE_ENV: device, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     result["command"] = " ".join(cmd[1:])
     t0 = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-        output, rc, status = proc.stdout + proc.stderr, proc.returncode, None
-    except subprocess.TimeoutExpired as e:
-        output = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        rc, status = None, "timeout"
+    rc, output = run_child(cmd, timeout, **{DEVICE_ENV: device, **(extra_env or {})})
+    status = "timeout" if rc is None else None
     result["seconds"] = round(time.monotonic() - t0, 1)
     result["returncode"] = rc
     result["counts"] = parse_counts(output)

@@ -6,17 +6,17 @@
    because compilation takes long and can fail: a failure or a timeout there must not
    take the eager table with it.
 
-Each is a subprocess with its own time limit writing its own JSON under the session's
-output folder; this module only reads them back.
+Each is a subprocess with its own time limit writing its own JSON (to a scratch folder);
+this module reads them back, and the session JSON keeps them whole.
 """
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .session_env import run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,13 +41,8 @@ def bench_command(out: Path, device: str, batch: int, size: int, repeats: int, d
 
 def run_bench(cmd: list[str], out: Path, timeout: float, log: Path | None) -> dict:
     t0 = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              capture_output=True, text=True, timeout=timeout)
-        output, status = proc.stdout + proc.stderr, ("ok" if proc.returncode == 0 else "error")
-    except subprocess.TimeoutExpired as e:
-        raw = e.stdout or b""
-        output, status = raw.decode(errors="replace") if isinstance(raw, bytes) else raw, "timeout"
+    rc, output = run_child(cmd, timeout)
+    status = "timeout" if rc is None else ("ok" if rc == 0 else "error")
     res = {"status": status, "command": " ".join(cmd[1:]), "seconds": round(time.monotonic() - t0, 1),
            "timeout_s": round(timeout, 1), "output_tail": output.splitlines()[-12:]}
     if log is not None:

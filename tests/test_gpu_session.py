@@ -7,7 +7,9 @@ with cuda to prove the resume with the checkpoint's CUDA RNG state.
 """
 import json
 import os
+import re
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -32,7 +34,7 @@ def test_dry_run_writes_a_result_for_every_step(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "benchmarks/gpu_session.py", "--dry-run", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=240,
-                          env={**os.environ, "CROSSMATCH_LITE_TEST_DEVICE": "cpu"})
+                          env={**os.environ, "CROSSMATCH_LITE_TEST_DEVICE": "cpu", "TMPDIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     doc = json.loads((out / "gpu_session.json").read_text())
 
@@ -58,8 +60,8 @@ def test_dry_run_writes_a_result_for_every_step(tmp_path):
         assert row["peak_mem_mib"] is not None
     assert loops["official loop (fp32)"]["data_prep_share"] is not None
     assert speed["compiled"]["status"] == "skipped"  # CUDA only
-    raw = json.loads((out / speed["eager"]["file"]).read_text())
-    assert raw["hardware"]["cpu"] == doc["hardware"]["cpu"]
+    raw = speed["eager"]["result"]  # bench_step's own JSON, kept whole
+    assert raw["hardware"]["cpu"] == doc["hardware"]["cpu"] and raw["loops"]["official"]["s_per_it_median"] > 0
 
     proto = doc["steps"]["protocol"]
     assert proto["status"] == "finished" and proto["iteration"] == proto["iterations_total"] == 2
@@ -68,6 +70,12 @@ def test_dry_run_writes_a_result_for_every_step(tmp_path):
     assert {"latest.pt", "best.pt", "summary.json", "metrics.jsonl", "session_history.json"} <= \
         {p.name for p in run.iterdir()}
     assert proto["run_dir_mb"] < 64 and not (run / "cache").exists()
+
+    # A device hands back at most 8 files from $OUT, named in [A-Za-z0-9._-], 2 folders deep.
+    files = [p.relative_to(out) for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8 and doc["out_files"]["fits_device_return"], files
+    for f in files:
+        assert len(f.parts) <= 3 and all(re.fullmatch(r"[A-Za-z0-9._-]+", part) for part in f.parts), f
 
 
 TOY = ["data.name=toy_acdc", "data.size=32", "train.batch_size=2", "model.channels=[4,8,16,32,64]",
@@ -86,7 +94,8 @@ def _max_diff(a: dict, b: dict) -> float:
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
-def test_protocol_stopped_and_resumed_equals_uninterrupted(tmp_path):
+def test_protocol_stopped_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the session's scratch folders
     sets = [a for s in TOY for a in ("--protocol-set", s)]
     straight = _session(tmp_path / "straight", *sets)
     assert straight["status"] == "finished" and straight["iteration"] == 4
@@ -107,7 +116,7 @@ def test_protocol_stopped_and_resumed_equals_uninterrupted(tmp_path):
     floor = 0.0
     if DEVICE.startswith("cuda"):
         # What two uninterrupted runs on this GPU differ by, if anything.
-        again = _session(tmp_path / "straight2", *sets)
+        _session(tmp_path / "straight2", *sets)
         floor = _max_diff(a["model"], load_checkpoint(tmp_path / "straight2" / "protocol" / "latest.pt")["model"])
     diff = _max_diff(a["model"], b["model"])
     assert diff <= floor, f"resumed run differs by {diff} (two uninterrupted runs: {floor})"
@@ -126,3 +135,24 @@ def test_protocol_stopped_and_resumed_equals_uninterrupted(tmp_path):
             for k in ra:
                 assert ra[k] == pytest.approx(rb[k], rel=1e-3, abs=1e-4), (ra["iteration"], k)
     assert third["summary"]["test"]["dice"] == pytest.approx(straight["summary"]["test"]["dice"], abs=1e-4 if floor else 0)
+
+
+def test_zip_parts_join_back_byte_for_byte_and_name_a_missing_part(tmp_path):
+    from benchmarks import acdc_parts
+    original = tmp_path / "ACDC-training.zip"
+    original.write_bytes(os.urandom(1000))
+    manifest = acdc_parts.split(original, tmp_path / "parts", max_part_bytes=400)
+    assert [p["bytes"] for p in manifest["parts"]] == [334, 334, 332]
+
+    moved = tmp_path / "parts" / manifest["parts"][1]["name"]
+    moved.rename(tmp_path / "away")
+    with pytest.raises(acdc_parts.PartsError, match=manifest["parts"][1]["name"]):
+        acdc_parts.join(tmp_path / "parts", tmp_path / "joined" / "ACDC-training.zip")
+    (tmp_path / "away").rename(moved)
+    joined = acdc_parts.join(tmp_path / "parts", tmp_path / "joined" / "ACDC-training.zip")
+    assert joined.read_bytes() == original.read_bytes()
+
+    moved.write_bytes(b"x" * 334)  # same size, other bytes
+    joined.unlink()
+    with pytest.raises(acdc_parts.PartsError, match="damaged"):
+        acdc_parts.join(tmp_path / "parts", joined)
