@@ -330,6 +330,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="time extra configurations of ours next to the default one, e.g. "
                          "cl=train.channels_last=on or bf16=train.amp=bf16 (repeatable)")
     ap.add_argument("--no-flops", action="store_true", help="skip the FLOP count (plain warm-up)")
+    ap.add_argument("--no-sgemm", action="store_true", help="skip the matmul ceiling (quick dry runs)")
     ap.add_argument("--warmup", type=int, default=0,
                     help="untimed iterations after the first one (torch.compile re-compiles for "
                          "each new input shape; cuDNN picks its algorithms on first use)")
@@ -422,13 +423,13 @@ def main(argv=None) -> dict:
                 r_sum["gpu_idle_share"] = gpu_idle_share(r.step, device)
 
 
-    wall_rate, core_rate = sgemm_gflops(device)
+    wall_rate, core_rate = sgemm_gflops(device) if not args.no_sgemm else (None, None)
     result["sgemm_threads"] = torch.get_num_threads()
-    result["sgemm_2048_gflop_s"] = round(wall_rate, 1)
+    result["sgemm_2048_gflop_s"] = round(wall_rate, 1) if wall_rate else None
     result["sgemm_2048_gflop_per_cpu_s"] = round(core_rate, 1) if core_rate else None
     result["loadavg_after"] = loadavg()
     for loop in result.get("loops", {}).values():
-        if loop.get("achieved_gflop_s"):
+        if loop.get("achieved_gflop_s") and result["sgemm_2048_gflop_s"]:
             loop["share_of_sgemm"] = round(loop["achieved_gflop_s"] / result["sgemm_2048_gflop_s"], 3)
         if loop.get("gflop_per_it") and loop.get("cpu_s_per_it_median") and result["sgemm_2048_gflop_per_cpu_s"]:
             loop["gflop_per_cpu_s"] = round(loop["gflop_per_it"] / loop["cpu_s_per_it_median"], 1)

@@ -25,10 +25,10 @@ LABELS = {"official": "official loop (fp32)", "ours": "ours fp32", "ours[bf16]":
 
 
 def bench_command(out: Path, device: str, batch: int, size: int, repeats: int, data: str, root: str,
-                  threads: int, sets: list[str], compiled: bool, warmup: int) -> list[str]:
+                  threads: int, sets: list[str], compiled: bool, warmup: int, extra: list[str] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "benchmarks.bench_step", "--device", device, "--batch", str(batch),
            "--size", str(size), "--repeats", str(repeats), "--data", data, "--root", str(root),
-           "--threads", str(threads), "--warmup", str(warmup), "--out", str(out)]
+           "--threads", str(threads), "--warmup", str(warmup), "--out", str(out), *extra]
     for s in sets:
         cmd += ["--set", s]
     if compiled:

@@ -33,7 +33,7 @@ STEP_STATUSES = {"ok", "partial", "finished", "stopped_for_budget"}
 def test_dry_run_writes_a_result_for_every_step(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "benchmarks/gpu_session.py", "--dry-run", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=240,
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "CROSSMATCH_LITE_TEST_DEVICE": "cpu", "TMPDIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     doc = json.loads((out / "gpu_session.json").read_text())
@@ -49,7 +49,7 @@ def test_dry_run_writes_a_result_for_every_step(tmp_path):
     files = doc["steps"]["tests"]["files"]
     assert set(files) == {"test_official_replay", "test_speed_equivalence", "test_gpu_session"}
     for r in files.values():
-        assert r["status"] in {"passed", "absent"}, r
+        assert r["status"] in {"passed", "absent", "skipped"}, r
     assert files["test_speed_equivalence"]["counts"]["passed"] >= 1
 
     speed = doc["steps"]["speed"]
