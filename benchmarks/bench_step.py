@@ -15,7 +15,8 @@ CutMix-source images drawn per iteration), peak memory (CPU: resident-set growth
 a step, sampled; CUDA: torch.cuda.max_memory_allocated), GFLOP per iteration and the
 achieved GFLOP/s; plus a 2048-cube fp32 matmul rate as the hardware ceiling and the load
 average. On CUDA also the share of an iteration during which the GPU runs no kernel
-(profiled), ours in bf16 autocast + channels-last (+ --compile), the official in fp32.
+(profiled) and, for the official loop, the share of an iteration spent preparing its data
+on the CPU; ours in bf16 autocast + channels-last (+ --compile), the official in fp32.
 Results go to benchmarks/results/<device>_b<B>_s<S>[...].json.
 """
 from __future__ import annotations
@@ -32,12 +33,12 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from crossmatch_lite.config import load_config
 from crossmatch_lite.data import load_data
+from crossmatch_lite.io_utils import atomic_write_text
 from crossmatch_lite.runtime import configure_threads
 from crossmatch_lite.train import Trainer
 
@@ -67,6 +68,19 @@ def cpu_flags() -> list[str]:
     except OSError:
         pass
     return []
+
+
+def hardware_info(device: torch.device) -> dict:
+    """What the numbers were measured on; every results file carries it."""
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(),
+            "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "flags": cpu_flags(), "gpu": None}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2 ** 30, 1),
+                    gpu_capability=f"{props.major}.{props.minor}", cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version())
+    return info
 
 
 def loadavg() -> list[float] | None:
@@ -170,15 +184,22 @@ def make_config(args, device: torch.device):
 class Runner:
     """One loop under test: a name, a step function and its measurements."""
 
-    def __init__(self, name, step, device, images_per_it, prepare=None):
+    def __init__(self, name, step, device, images_per_it, prepare=None, count_flops=True):
         self.name, self.step, self.device = name, step, device
         self.images_per_it = images_per_it
-        self.prepare = prepare  # official only: the CPU data part, timed separately on CUDA
+        self.prepare = prepare  # official only: its CPU data part, timed separately
+        # FlopCounterMode around a torch.compile'd first call would count (or break) the
+        # compilation instead of the step; compiled runners take the count of their eager twin.
+        self.count_flops = count_flops
         self.times, self.mem, self.flops = [], [], None
         self.cpu_times = []  # process CPU seconds (all threads): a load-robust measure of work
-        self.prep_times = []
+        self.prep_times = []  # official: seconds in prepare(), one per call of step
 
     def warmup_and_count(self):
+        if not self.count_flops:
+            self.step()
+            sync(self.device)
+            return
         with FlopCounterMode(display=False) as fc:
             self.step()
         sync(self.device)
@@ -186,6 +207,7 @@ class Runner:
 
     def timed(self):
         gc.collect()
+        del self.prep_times[len(self.times):]  # keep only the timed calls' entries
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             sync(self.device)
@@ -222,6 +244,7 @@ class Runner:
             out["cpu_s_per_it_median"] = round(statistics.median(self.cpu_times), 4)
         if self.prep_times:
             out["data_prep_s_median"] = round(statistics.median(self.prep_times), 4)
+            out["data_prep_share"] = round(statistics.median(self.prep_times) / med, 3)
         return out
 
 
@@ -231,11 +254,12 @@ def build_runners(args, device, cfg, data, tmp, threads_variants=None):
     b = cfg.train.batch_size
     bu = cfg.train.unlabeled_batch_size or b
     images = b + 2 * bu  # x, u, and the CutMix source m
-    runners = [Runner("ours", trainer.train_step, device, images)]
+    runners = [Runner("ours", trainer.train_step, device, images, count_flops=not cfg.train.compile)]
     for spec in args.variant:
         name, _, sets = spec.partition("=")
         vcfg = make_config(argparse.Namespace(**{**vars(args), "set": list(args.set) + sets.split(",")}), device)
-        runners.append(Runner(f"ours[{name}]", Trainer(vcfg, tmp, data=data).train_step, device, images))
+        runners.append(Runner(f"ours[{name}]", Trainer(vcfg, tmp, data=data).train_step, device, images,
+                              count_flops=not vcfg.train.compile))
     if not args.only_ours:
         torch.manual_seed(cfg.train.seed)
         model = type(trainer.model)(data.in_channels, data.num_classes, cfg.model.channels,
@@ -243,9 +267,38 @@ def build_runners(args, device, cfg, data, tmp, threads_variants=None):
         model.load_state_dict({k: v.float() for k, v in trainer.model.state_dict().items()})
         off = OfficialLoop(cfg, data, device, slices_dir=Path(args.root) / "data" / "slices",
                            seed=cfg.train.seed, model=model)
-        runners.append(Runner("official", off.train_step, device, images, prepare=off))
+        official = Runner("official", None, device, images, prepare=off)
+
+        def official_step():
+            t0 = time.perf_counter()
+            batch = off.prepare()  # CPU only: nothing reaches the device before step()
+            official.prep_times.append(time.perf_counter() - t0)
+            return off.step(batch)
+        official.step = official_step
+        runners.append(official)
         print(f"  official loop reads {off.source}", file=sys.stderr)
     return trainer, runners
+
+
+# How the per-loop figures are obtained; copied into every results file.
+MEASUREMENT = {
+    "cuda": {
+        "s_per_it": "wall clock of one train step between torch.cuda.synchronize calls",
+        "peak_mem": "torch.cuda.max_memory_allocated over one step (reset before it)",
+        "gpu_idle_share": "1 - (union of CUDA kernel intervals from torch.profiler) / wall time of "
+                          "one profiled step: time the GPU runs nothing (waiting on data, Python, "
+                          "launches, host syncs); ours builds its views on the GPU",
+        "data_prep_share": "official only: median wall time of prepare() (per-sample HDF5, scipy, "
+                           "PIL on the CPU, in the training process) / median s_per_it; the GPU "
+                           "has nothing queued meanwhile",
+    },
+    "cpu": {
+        "s_per_it": "wall clock of one train step",
+        "peak_mem": "growth of the resident set during a step, sampled every 10 ms",
+        "gpu_idle_share": "not applicable",
+        "data_prep_share": "official only: median wall time of prepare() / median s_per_it",
+    },
+}
 
 
 def interleaved(runners, repeats):
@@ -260,7 +313,7 @@ def pair_ratios(a: Runner, b: Runner) -> list[float]:
     return [tb / ta for ta, tb in zip(a.times, b.times)]
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--size", type=int, default=128)
@@ -277,9 +330,17 @@ def main(argv=None) -> dict:
                     help="time extra configurations of ours next to the default one, e.g. "
                          "cl=train.channels_last=on or bf16=train.amp=bf16 (repeatable)")
     ap.add_argument("--no-flops", action="store_true", help="skip the FLOP count (plain warm-up)")
+    ap.add_argument("--no-sgemm", action="store_true", help="skip the matmul ceiling (quick dry runs)")
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="untimed iterations after the first one (torch.compile re-compiles for "
+                         "each new input shape; cuDNN picks its algorithms on first use)")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides key=value")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<auto>.json)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
@@ -299,10 +360,7 @@ def main(argv=None) -> dict:
         "command": "python -m benchmarks.bench_step " + " ".join(sys.argv[1:] if argv is None else argv),
         "device": str(device),
         "batch": args.batch, "size": args.size, "repeats": args.repeats, "data": cfg.data.name,
-        "hardware": {"cpu": cpu_model(), "cores": os.cpu_count(),
-                     "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                     "flags": cpu_flags(),
-                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "hardware": hardware_info(device),
         "torch": torch.__version__,
         "loadavg_before": load_start,
     }
@@ -339,9 +397,12 @@ def main(argv=None) -> dict:
                 r.step()
             else:
                 r.warmup_and_count()
+            for _ in range(args.warmup):
+                r.step()
             sync(device)
         interleaved(runners, args.repeats)
         result["loops"] = {r.name: r.summary() for r in runners}
+        result["measurement"] = MEASUREMENT[device.type]
         for r in runners[1:]:
             if r.name.startswith("ours["):
                 result["loops"][r.name]["speedup_vs_ours_default"] = round(
@@ -356,31 +417,19 @@ def main(argv=None) -> dict:
                 "median_of_pair_ratios": round(statistics.median(pair_ratios(ours, off)), 3),
                 "pair_ratios": [round(v, 3) for v in pair_ratios(ours, off)],
             }
-        if device.type == "cuda":
-            # GPU idle share: profiled whole iteration; for the official loop also the share of
-            # the iteration spent preparing data on the CPU while the GPU waits.
-            for r in runners:
-                r_sum = result["loops"][r.name]
+        for r in runners:
+            r_sum = result["loops"][r.name]
+            if device.type == "cuda":
                 r_sum["gpu_idle_share"] = gpu_idle_share(r.step, device)
-                if r.prepare is not None:
-                    t0 = time.perf_counter()
-                    batch = r.prepare.prepare()
-                    t_prep = time.perf_counter() - t0
-                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    start.record()
-                    r.prepare.step(batch)
-                    end.record()
-                    sync(device)
-                    t_step = start.elapsed_time(end) / 1e3
-                    r_sum["data_prep_share"] = round(t_prep / (t_prep + t_step), 3)
 
-    wall_rate, core_rate = sgemm_gflops(device)
+
+    wall_rate, core_rate = sgemm_gflops(device) if not args.no_sgemm else (None, None)
     result["sgemm_threads"] = torch.get_num_threads()
-    result["sgemm_2048_gflop_s"] = round(wall_rate, 1)
+    result["sgemm_2048_gflop_s"] = round(wall_rate, 1) if wall_rate else None
     result["sgemm_2048_gflop_per_cpu_s"] = round(core_rate, 1) if core_rate else None
     result["loadavg_after"] = loadavg()
     for loop in result.get("loops", {}).values():
-        if loop.get("achieved_gflop_s"):
+        if loop.get("achieved_gflop_s") and result["sgemm_2048_gflop_s"]:
             loop["share_of_sgemm"] = round(loop["achieved_gflop_s"] / result["sgemm_2048_gflop_s"], 3)
         if loop.get("gflop_per_it") and loop.get("cpu_s_per_it_median") and result["sgemm_2048_gflop_per_cpu_s"]:
             loop["gflop_per_cpu_s"] = round(loop["gflop_per_it"] / loop["cpu_s_per_it_median"], 1)
@@ -388,8 +437,7 @@ def main(argv=None) -> dict:
 
     print_table(result)
     out = Path(args.out) if args.out else RESULTS / default_name(args, device)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return result
 
@@ -422,9 +470,10 @@ def print_table(result: dict) -> None:
         print(f"{name:<16}{fmt(s.get('cpu_s_per_it_median'), '.3f'):>10}{s['s_per_it_median']:>10.3f}{s['s_per_it_min']:>9.3f}{s['s_per_it_max']:>9.3f}"
               f"{s['images_per_s']:>9.2f}{fmt(s['gflop_per_it'], '.1f'):>10}{fmt(s['achieved_gflop_s'], '.1f'):>9}"
               f"{s['peak_mem_mib']:>10.1f}")
-        if "gpu_idle_share" in s:
-            print(f"{'':<16}GPU idle share {fmt(s['gpu_idle_share'], '.3f')}"
-                  + (f", data prep share {s['data_prep_share']}" if "data_prep_share" in s else ""))
+        notes = ([f"GPU idle share {fmt(s['gpu_idle_share'], '.3f')}"] if "gpu_idle_share" in s else []) \
+            + ([f"data prep share {s['data_prep_share']}"] if "data_prep_share" in s else [])
+        if notes:
+            print(f"{'':<16}" + ", ".join(notes))
     sp = result.get("speedup_official_over_ours")
     if sp:
         print(f"speedup (official s/it / ours s/it): {sp['ratio_of_medians']}x from medians, "

@@ -1,0 +1,158 @@
+"""benchmarks/gpu_session.py: its CPU dry run leaves a result for every step, and a protocol
+run stopped by the session's budget and resumed from the returned folder ends exactly where
+an uninterrupted one does.
+
+The resume test runs on CROSSMATCH_LITE_TEST_DEVICE (default cpu); the GPU session runs it
+with cuda to prove the resume with the checkpoint's CUDA RNG state.
+"""
+import json
+import os
+import re
+import subprocess
+import tempfile
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICE = os.environ.get("CROSSMATCH_LITE_TEST_DEVICE", "cpu")
+if DEVICE.startswith("cuda"):
+    # Deterministic kernels, so that any difference left is the resume's, not cuDNN's.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+from benchmarks import gpu_session  # noqa: E402
+from crossmatch_lite.checkpoints import load_checkpoint  # noqa: E402
+
+STEP_STATUSES = {"ok", "partial", "finished", "stopped_for_budget"}
+
+
+def test_dry_run_writes_a_result_for_every_step(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_session.py", "--dry-run", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "CROSSMATCH_LITE_TEST_DEVICE": "cpu", "TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    doc = json.loads((out / "gpu_session.json").read_text())
+
+    assert doc["dry_run"] is True and doc["finished"]
+    assert doc["hardware"]["cpu"] and doc["card"]
+    assert list(doc["steps"]) == ["env", "tests", "data", "speed", "protocol"]
+    for name, step in doc["steps"].items():
+        assert step["status"] in STEP_STATUSES, (name, step)
+        assert step["seconds"] >= 0
+
+    assert doc["steps"]["env"]["torch"] == torch.__version__
+    files = doc["steps"]["tests"]["files"]
+    assert set(files) == {"test_official_replay", "test_speed_equivalence", "test_gpu_session"}
+    for r in files.values():
+        assert r["status"] in {"passed", "absent", "skipped"}, r
+    assert files["test_speed_equivalence"]["counts"]["passed"] >= 1
+
+    speed = doc["steps"]["speed"]
+    loops = {row["loop"]: row for row in speed["table"]}
+    assert {"official loop (fp32)", "ours fp32", "ours bf16"} <= set(loops)
+    for row in loops.values():
+        assert row["s_per_it"] > 0 and row["images_per_s"] > 0 and row["card"] == doc["card"]
+        assert row["peak_mem_mib"] is not None
+    assert loops["official loop (fp32)"]["data_prep_share"] is not None
+    assert speed["compiled"]["status"] == "skipped"  # CUDA only
+    raw = speed["eager"]["result"]  # bench_step's own JSON, kept whole
+    assert raw["hardware"]["cpu"] == doc["hardware"]["cpu"] and raw["loops"]["official"]["s_per_it_median"] > 0
+
+    proto = doc["steps"]["protocol"]
+    assert proto["status"] == "finished" and proto["iteration"] == proto["iterations_total"] == 2
+    assert proto["summary"]["test"]["dice"]["mean"] is not None
+    run = out / "protocol"
+    assert {"latest.pt", "best.pt", "summary.json", "metrics.jsonl", "session_history.json"} <= \
+        {p.name for p in run.iterdir()}
+    assert proto["run_dir_mb"] < 64 and not (run / "cache").exists()
+
+    # A device hands back at most 8 files from $OUT, named in [A-Za-z0-9._-], 2 folders deep.
+    files = [p.relative_to(out) for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8 and doc["out_files"]["fits_device_return"], files
+    for f in files:
+        assert len(f.parts) <= 3 and all(re.fullmatch(r"[A-Za-z0-9._-]+", part) for part in f.parts), f
+
+
+TOY = ["data.name=toy_acdc", "data.size=32", "train.batch_size=2", "model.channels=[4,8,16,32,64]",
+       "train.iterations=4", "train.val_every=2", "train.log_every=1", "eval.distances=false",
+       "eval.precise_bn_batches=2", "eval.precise_bn_batch_size=4"]
+
+
+def _session(out, *extra):
+    argv = ["--out", str(out), "--steps", "protocol", "--device", DEVICE, "--allow-cpu",
+            "--budget-min", "60", "--finish-estimate-s", "1", "--protocol-compile", "off", *extra]
+    assert gpu_session.main(argv) == 0
+    return json.loads((out / "gpu_session.json").read_text())["steps"]["protocol"]
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def test_protocol_stopped_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the session's scratch folders
+    sets = [a for s in TOY for a in ("--protocol-set", s)]
+    straight = _session(tmp_path / "straight", *sets)
+    assert straight["status"] == "finished" and straight["iteration"] == 4
+
+    # Loan 1 stops between checkpoints (the session writes latest.pt itself); loan 2 stops
+    # at a validation row (the Trainer's own checkpoint); loan 3 finishes. Each gets the
+    # previous --out back, as a later device session would.
+    first = _session(tmp_path / "loan1", *sets, "--protocol-stop-at", "1")
+    assert first["status"] == "stopped_for_budget" and first["iteration"] == 1
+    second = _session(tmp_path / "loan2", "--resume", str(tmp_path / "loan1"), "--protocol-stop-at", "2")
+    assert second["status"] == "stopped_for_budget" and (second["iteration_start"], second["iteration"]) == (1, 2)
+    third = _session(tmp_path / "loan3", "--resume", str(tmp_path / "loan2"))
+    assert third["status"] == "finished" and (third["iteration_start"], third["iteration"]) == (2, 4)
+    assert [h["to_iteration"] for h in third["history"]] == [1, 2, 4]
+
+    a = load_checkpoint(tmp_path / "straight" / "protocol" / "latest.pt")
+    b = load_checkpoint(tmp_path / "loan3" / "protocol" / "latest.pt")
+    floor = 0.0
+    if DEVICE.startswith("cuda"):
+        # What two uninterrupted runs on this GPU differ by, if anything.
+        _session(tmp_path / "straight2", *sets)
+        floor = _max_diff(a["model"], load_checkpoint(tmp_path / "straight2" / "protocol" / "latest.pt")["model"])
+    diff = _max_diff(a["model"], b["model"])
+    assert diff <= floor, f"resumed run differs by {diff} (two uninterrupted runs: {floor})"
+    if floor == 0.0:
+        for k in a["model"]:
+            assert torch.equal(a["model"][k], b["model"][k]), k
+
+    strip = lambda p: [{k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+                       for line in (p / "protocol" / "metrics.jsonl").read_text().splitlines()]
+    rows_a, rows_b = strip(tmp_path / "straight"), strip(tmp_path / "loan3")
+    if floor == 0.0:
+        assert rows_a == rows_b
+    else:
+        assert [r["iteration"] for r in rows_a] == [r["iteration"] for r in rows_b]
+        for ra, rb in zip(rows_a, rows_b):
+            for k in ra:
+                assert ra[k] == pytest.approx(rb[k], rel=1e-3, abs=1e-4), (ra["iteration"], k)
+    assert third["summary"]["test"]["dice"] == pytest.approx(straight["summary"]["test"]["dice"], abs=1e-4 if floor else 0)
+
+
+def test_zip_parts_join_back_byte_for_byte_and_name_a_missing_part(tmp_path):
+    from benchmarks import acdc_parts
+    original = tmp_path / "ACDC-training.zip"
+    original.write_bytes(os.urandom(1000))
+    manifest = acdc_parts.split(original, tmp_path / "parts", max_part_bytes=400)
+    assert [p["bytes"] for p in manifest["parts"]] == [334, 334, 332]
+
+    moved = tmp_path / "parts" / manifest["parts"][1]["name"]
+    moved.rename(tmp_path / "away")
+    with pytest.raises(acdc_parts.PartsError, match=manifest["parts"][1]["name"]):
+        acdc_parts.join(tmp_path / "parts", tmp_path / "joined" / "ACDC-training.zip")
+    (tmp_path / "away").rename(moved)
+    joined = acdc_parts.join(tmp_path / "parts", tmp_path / "joined" / "ACDC-training.zip")
+    assert joined.read_bytes() == original.read_bytes()
+
+    moved.write_bytes(b"x" * 334)  # same size, other bytes
+    joined.unlink()
+    with pytest.raises(acdc_parts.PartsError, match="damaged"):
+        acdc_parts.join(tmp_path / "parts", joined)
