@@ -56,6 +56,10 @@ def cmd_train(args) -> int:
     except _user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. --out on a read-only disk or under a file: the user's to fix
+        print(f"error: cannot write the run folder {args.out}: {e.strerror or e}"
+              + (f" ({e.filename})" if e.filename else ""), file=sys.stderr)
+        return 2
     _print_metrics("val (best.pt)", summary["val"])
     _print_metrics("test (best.pt)", summary["test"])
     print(f"run folder: {args.out}")

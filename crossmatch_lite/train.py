@@ -55,6 +55,21 @@ def build_model(cfg: Config, data: SegData) -> UNet:
     return unet.build_model(cfg.model, data.in_channels, data.num_classes)
 
 
+def _device(name: str) -> torch.device:
+    """pick_device, with a missing accelerator turned into a refusal the CLI prints as one line."""
+    try:
+        dev = pick_device(name)
+    except RuntimeError as e:
+        raise RunRefused(str(e)) from None
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RunRefused(f"train.device={name}: torch sees {torch.cuda.device_count()} CUDA GPU(s); "
+                         "use cuda:0 .. cuda:N-1, or auto")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise RunRefused(f"train.device={name} was asked for, but MPS is not available here; use cpu or auto")
+    return dev
+
+
 def poly_lr(cfg: Config, it: int) -> float:
     return cfg.train.lr * (1 - it / cfg.train.iterations) ** cfg.train.poly_power
 
@@ -73,7 +88,7 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.on_log = on_log
-        self.device = pick_device(cfg.train.device)
+        self.device = _device(cfg.train.device)
         if self.device.type == "cpu":
             configure_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)

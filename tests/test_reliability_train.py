@@ -276,3 +276,17 @@ def test_result_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:3"])
+def test_missing_gpu_is_one_line(tmp_path, capsys, device):
+    code = cli("train", "--config", "configs/supervised.yaml", "--out", str(tmp_path / "run"),
+               sets=[f"train.device={device}"])
+    assert code == 2 and "train.device" in one_line_error(capsys)
+
+
+def test_out_under_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    code = cli("train", "--config", "configs/supervised.yaml", "--out", str(tmp_path / "file" / "run"))
+    assert code == 2 and "cannot write the run folder" in one_line_error(capsys)
