@@ -22,8 +22,9 @@ Format (every part but `axes` optional; paths are relative to the project root):
       seed: {key: train.seed, values: [0, 1]}
     exclude:                          # cells matching every listed axis are dropped
       - {variant: supervised, labeled: 7}
-      - {variant: [eta_0.0, eta_0.5]} # a list matches any of its values
+      - {variant: [supervised, crossmatch], seed: 1} # a list matches any of its values
     baseline: {variant: supervised}   # what the summary table compares against
+                                      # (exclude/baseline values must be values of their axis)
     paired: seed                      # the axis differences are paired over
     resources: {cpus: 1, gpus: 0}     # per cell, for the Ray backend
 
@@ -42,7 +43,8 @@ from typing import Any
 
 import yaml
 
-from crossmatch_lite.config import Config, ConfigError, load_config, parse_override, set_key, to_dict, validate
+from crossmatch_lite.config import (Config, ConfigError, load_config, parse_override, set_key, to_dict, validate,
+                                    yaml_load)
 from crossmatch_lite.smoke import smoke_mode
 
 # Keys that change how a cell runs but not what it computes: left out of the cell hash.
@@ -141,6 +143,17 @@ def _parse_axes(spec: dict) -> list[Axis]:
     return axes
 
 
+def _check_values(axes: list[Axis], rule: dict, where: str) -> None:
+    """A misspelled value would match nothing and be silently ignored: refuse it."""
+    by_name = {a.name: a for a in axes}
+    for k, want in rule.items():
+        known = [str(v) for v in by_name[k].values]
+        for w in (want if isinstance(want, list) else [want]):
+            if str(w) not in known:
+                raise GridError(f"{where}: {k}={w!r} is not a value of axis {k}; its values are "
+                                f"{', '.join(known)}")
+
+
 def _matches(axes: dict, rule: dict) -> bool:
     for k, want in rule.items():
         wants = want if isinstance(want, list) else [want]
@@ -167,7 +180,16 @@ def read_grid_spec(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise GridError(f"grid file {p} does not exist; shipped grids live in ablations/grids/")
-    spec = yaml.safe_load(p.read_text()) or {}
+    try:
+        spec = yaml_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise GridError(f"{p} is not valid YAML ({where}{problem}); fix that line "
+                        "(shipped grids in ablations/grids/ show the format)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GridError(f"cannot read grid file {p}: {e}") from None
     if not isinstance(spec, dict):
         raise GridError(f"{p}: expected a mapping at the top level")
     unknown = set(spec) - GRID_KEYS
@@ -191,9 +213,13 @@ def expand(spec: dict, cli_sets: list[str] = (), grid_path: str | os.PathLike | 
         bad = set(rule) - set(names)
         if bad:
             raise GridError(f"exclusion {rule}: unknown axis {sorted(bad)}; axes are {names}")
+        _check_values(axes, rule, f"exclusion {rule}")
     baseline = spec.get("baseline") or {}
+    if not isinstance(baseline, dict):
+        raise GridError(f"baseline {baseline!r}: expected a mapping of axis name to value, e.g. {{variant: supervised}}")
     if set(baseline) - set(names):
         raise GridError(f"baseline {baseline}: unknown axis; axes are {names}")
+    _check_values(axes, baseline, f"baseline {baseline}")
     paired = spec.get("paired", "seed" if "seed" in names else None)
     if paired is not None and paired not in names:
         raise GridError(f"paired: {paired} is not an axis; axes are {names}")

@@ -17,19 +17,48 @@ def _print_metrics(title: str, m: dict) -> None:
     mean = m["dice"]["mean"]
     line = f"{title}: Dice {100 * mean:.2f} ({', '.join(parts)})" if mean is not None else f"{title}: Dice n/a"
     for key in ("hd95_mm", "asd_mm", "hd95_vox", "asd_vox"):
-        if key in m and m[key].get("mean") is not None:
+        if isinstance(m.get(key), dict) and m[key].get("mean") is not None:
             line += f", {key} {m[key]['mean']:.2f}"
+    n_empty = _n_empty(m)
+    if n_empty is not None:
+        line += f" (n_empty {n_empty}: class/case pairs with no distance, left out of the means)"
     print(line + f" over {m['n_cases']} cases")
 
 
+def _n_empty(m: dict) -> int | None:
+    """Where the result has it: top level, or inside a distance entry."""
+    if isinstance(m.get("n_empty"), int):
+        return m["n_empty"]
+    for key in ("hd95_mm", "hd95_vox", "hd95"):
+        entry = m.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("n_empty"), int):
+            return entry["n_empty"]
+    return None
+
+
+def _user_errors() -> tuple:
+    """Failures whose message says what to do: printed as one line, no traceback."""
+    from .checkpoints import CheckpointError
+    from .data import DataError
+    from .run_folder import RunLocked, RunMismatch
+    from .train import RunRefused, TrainingDiverged
+
+    return (FileNotFoundError, DataError, CheckpointError, RunMismatch, RunLocked, RunRefused,
+            TrainingDiverged)
+
+
 def cmd_train(args) -> int:
-    from .train import RunMismatch, TrainingDiverged, train
+    from .train import train
 
     cfg = load_config(args.config, args.set)
     try:
         summary = train(cfg, args.out)
-    except (FileNotFoundError, RunMismatch, TrainingDiverged) as e:
+    except _user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. --out on a read-only disk or under a file: the user's to fix
+        print(f"error: cannot write the run folder {args.out}: {e.strerror or e}"
+              + (f" ({e.filename})" if e.filename else ""), file=sys.stderr)
         return 2
     _print_metrics("val (best.pt)", summary["val"])
     _print_metrics("test (best.pt)", summary["test"])
@@ -54,12 +83,14 @@ def cmd_evaluate(args) -> int:
         print(f"error: {ckpt} does not exist; train first or choose --checkpoint latest|best", file=sys.stderr)
         return 2
     try:
+        # The checkpoint first: a bad one is refused before any data is read.
+        state = load_checkpoint(ckpt, "cpu")
         data = load_data(cfg.data, seed=cfg.train.seed)
-    except FileNotFoundError as e:
+        trainer = Trainer(cfg, run, data=data)
+        trainer.model.load_state_dict(state["model"])
+    except _user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    trainer = Trainer(cfg, run, data=data)
-    trainer.model.load_state_dict(load_checkpoint(ckpt, trainer.device)["model"])
     cases = data.val_cases if args.split == "val" else data.test_cases
     for bn in (("running", "precise") if args.bn == "both" else (args.bn,)):
         result = trainer.evaluate(cases, distances=cfg.eval.distances, model=trainer.eval_model(bn))

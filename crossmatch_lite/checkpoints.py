@@ -17,6 +17,13 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated, or holds more than tensors and plain values."""
 
 
+def _unpickler_reason(e: Exception) -> str:
+    """The one informative line of torch's multi-paragraph refusal, e.g. 'Unsupported global: ...'."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    found = [ln for ln in lines if ln.startswith("Unsupported")]
+    return f"; {found[0]}" if found else ""
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     path = Path(path)
     if not path.is_file():
@@ -26,12 +33,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path} holds objects other than tensors and plain values, so it was not loaded "
-            f"(loading it could run code). Only load checkpoints written by crossmatch_lite. ({e})"
+            f"(loading it could run code{_unpickler_reason(e)}). Only load checkpoints written by crossmatch_lite."
         ) from None
     except (EOFError, RuntimeError, OSError, ValueError) as e:
+        size = path.stat().st_size
+        # torch's own text runs to several sentences; its first says what failed.
+        reason = "it is empty (0 bytes)" if size == 0 else \
+            f"{type(e).__name__}: {str(e).split('. ')[0].strip() or 'unreadable'}"
         raise CheckpointError(
-            f"{path} is truncated or not a crossmatch_lite checkpoint ({type(e).__name__}: {e}). "
-            "Delete it (for latest.pt the run resumes from scratch) or restore it from a copy."
+            f"{path} is truncated or not a crossmatch_lite checkpoint ({reason}). "
+            "Restore it from a copy, or move it away."
         ) from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a crossmatch_lite checkpoint (no 'model' entry)")

@@ -9,7 +9,9 @@ any training starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -197,7 +199,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or int(value) != value:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return int(value)
     if tp is float:
@@ -219,12 +222,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _unknown(key: str) -> ConfigError:
+    # One line, so a refusal never scrolls the reason off screen: near matches, the keys
+    # of the section the user aimed at, and where the full list is.
     keys = valid_keys()
     near = [k for k in keys if k.split(".")[-1] in key or key.split(".")[-1][:4] in k]
     hint = f" Did you mean: {', '.join(near[:5])}?" if near else ""
-    return ConfigError(
-        f"unknown config key '{key}'.{hint} Valid keys are:\n  " + "\n  ".join(keys)
-    )
+    section = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    siblings = [k for k in keys if section and k.startswith(section)]
+    if siblings:
+        hint += f" Keys of {section[:-1]}: {', '.join(k[len(section):] for k in siblings)}."
+    return ConfigError(f"unknown config key '{key}'.{hint} "
+                       f"Valid keys are listed by `python -m crossmatch_lite keys` ({len(keys)} keys, "
+                       f"e.g. {', '.join(keys[:3])}, train.iterations).")
 
 
 def set_key(cfg: Config, key: str, value: Any) -> None:
@@ -232,7 +241,9 @@ def set_key(cfg: Config, key: str, value: Any) -> None:
     node = cfg
     parts = key.split(".")
     for part in parts[:-1]:
-        child = getattr(node, part, None) if dataclasses.is_dataclass(node) else None
+        # Only declared fields: getattr alone would also walk into `__class__` and the like.
+        is_field = dataclasses.is_dataclass(node) and part in {f.name for f in dataclasses.fields(node)}
+        child = getattr(node, part) if is_field else None
         if not dataclasses.is_dataclass(child):
             raise _unknown(key)
         node = child
@@ -261,15 +272,22 @@ def apply_dict(cfg: Config, data: dict, prefix: str = "") -> None:
             set_key(cfg, key, v)
 
 
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """'distill.eta=0.3' -> ('distill.eta', 0.3); the value is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like key=value, e.g. distill.eta=0.3")
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. distill.eta=0.3")
     key, raw = text.split("=", 1)
+    if not _KEY.match(key.strip()):
+        raise ConfigError(f"override {text!r}: {key.strip()!r} is not a config key; keys are dotted names "
+                          "like distill.eta (`python -m crossmatch_lite keys` lists them)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        value = yaml_load(raw) if raw.strip() != "" else ""
     except yaml.YAMLError as e:
-        raise ConfigError(f"override '{text}': cannot read value {raw!r}: {e}") from None
+        raise ConfigError(f"override {text!r}: cannot read value {raw!r} ({_yaml_problem(e)}); "
+                          "quote strings, write lists as [a, b]") from None
     return key.strip(), value
 
 
@@ -280,7 +298,13 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist; presets live in configs/ (e.g. configs/crossmatch.yaml)")
-        data = yaml.safe_load(p.read_text()) or {}
+        try:
+            data = yaml_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p} is not valid YAML ({_yaml_problem(e)}); fix that line, "
+                              "or start again from a preset in configs/") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read config file {p}: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping of sections at the top level")
         try:
@@ -307,6 +331,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.size must be a multiple of 16 (the UNet halves it four times), got {cfg.data.size}")
     if len(cfg.model.channels) != 5 or len(cfg.model.encoder_dropout) != 5:
         raise ConfigError("model.channels and model.encoder_dropout need 5 entries, one per UNet level")
+    check_ranges(cfg)
 
 
 def to_dict(cfg: Config) -> dict:
@@ -327,3 +352,116 @@ def flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+# ---------------------------------------------------------------------------- YAML reading
+# PyYAML follows YAML 1.1, where a float needs a dot: `1e-3` is read as the string "1e-3".
+# Users write learning rates that way, so exponent forms without a dot are floats here too.
+_EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    """yaml.safe_load, except that 1e-3 is a number."""
+    return yaml.load(text, Loader=_Loader)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
+
+
+# ---------------------------------------------------------------------------- value ranges
+# Values of the right type can still be meaningless (a confidence threshold of 1.5 masks
+# every pixel and quietly turns CrossMatch into a half-weight supervised run). Each rule:
+# dotted key -> (low, high, low inclusive, high inclusive); None means unbounded. Lists are
+# checked element by element. Kept apart from the dataclasses so presets stay readable.
+RANGES: dict[str, tuple] = {
+    "data.labeled": (0, None, False, True),
+    "data.size": (16, None, True, True),
+    "model.channels": (1, None, True, True),
+    "model.encoder_dropout": (0, 1, True, False),
+    "perturb.image.jitter_p": (0, 1, True, True),
+    "perturb.image.brightness": (0, None, True, True),
+    "perturb.image.contrast": (0, None, True, True),
+    "perturb.image.saturation": (0, None, True, True),
+    "perturb.image.hue": (0, 0.5, True, True),
+    "perturb.image.blur_p": (0, 1, True, True),
+    "perturb.image.blur_sigma": (0, None, False, True),
+    "perturb.image.cutmix_p": (0, 1, True, True),
+    "perturb.image.cutmix_area": (0, 1, False, True),
+    "perturb.image.cutmix_ratio": (0, None, False, True),
+    "distill.temperature": (0, None, False, True),
+    "pseudo.conf_thresh": (0, 1, True, True),
+    "pseudo.ramp_start": (0, 1, True, True),
+    "pseudo.ramp_fraction": (0, 1, True, True),
+    "loss.supervised": (0, None, True, True),
+    "loss.strong": (0, None, True, True),
+    "loss.distill": (0, None, True, True),
+    "loss.normalizer": (0, None, False, True),
+    "train.batch_size": (1, None, True, True),
+    "train.unlabeled_batch_size": (1, None, True, True),
+    "train.lr": (0, None, True, True),
+    "train.momentum": (0, 1, True, False),
+    "train.weight_decay": (0, None, True, True),
+    "train.poly_power": (0, None, True, True),
+    "train.seed": (0, 2**32 - 1, True, True),
+    "train.threads": (0, None, True, True),
+    "train.val_every": (1, None, True, True),
+    "train.log_every": (1, None, True, True),
+    "eval.batch_slices": (1, None, True, True),
+    "eval.precise_bn_batches": (0, None, True, True),
+    "eval.precise_bn_batch_size": (1, None, True, True),
+}
+# Two-number lists read as [low, high].
+PAIRS = ("perturb.image.blur_sigma", "perturb.image.cutmix_area", "perturb.image.cutmix_ratio")
+DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:[0-9]+|mps)$")
+
+
+def _interval(lo, hi, lo_in, hi_in) -> str:
+    if hi is None:
+        return f"at least {lo:g}" if lo_in else f"above {lo:g}"
+    return f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
+
+
+def _in_range(v, lo, hi, lo_in, hi_in) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return False
+    if lo is not None and (v < lo or (v == lo and not lo_in)):
+        return False
+    return hi is None or v < hi or (v == hi and hi_in)
+
+
+def _get(cfg: Config, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def check_ranges(cfg: Config) -> None:
+    """Refuse the first value outside its meaningful range, with one line saying so."""
+    for key, (lo, hi, lo_in, hi_in) in RANGES.items():
+        value = _get(cfg, key)
+        if value is None:
+            continue  # optional keys (e.g. unlabeled_batch_size) left at their default
+        for v in (value if isinstance(value, list) else [value]):
+            if not _in_range(v, lo, hi, lo_in, hi_in):
+                what = f"every entry of {key}" if isinstance(value, list) else key
+                raise ConfigError(f"{what} must be {_interval(lo, hi, lo_in, hi_in)}, got {value!r}")
+        if key in PAIRS and (len(value) != 2 or value[0] > value[1]):
+            raise ConfigError(f"{key} must be two numbers [low, high] with low <= high, got {value!r}")
+    labeled = cfg.data.labeled
+    if labeled >= 1 and labeled != int(labeled):
+        raise ConfigError(f"data.labeled must be a whole count (e.g. 3) or a fraction below 1 "
+                          f"(e.g. 0.1, ISIC only), got {labeled}")
+    if not DEVICE.match(str(cfg.train.device)):
+        raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {cfg.train.device!r}")

@@ -10,6 +10,8 @@ class EpochSampler:
     def __init__(self, indices: np.ndarray, batch: int, seed: int):
         if len(indices) == 0:
             raise ValueError("no training images to sample from: check data.labeled and the dataset")
+        if batch < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch}")
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch = batch
         self.rng = np.random.default_rng(seed)

@@ -6,6 +6,11 @@ holds everything needed to inspect or continue it:
     config.yaml     the resolved config        split.json    the exact data split
     metrics.jsonl   one row per logged step    latest.pt     model, optimiser, RNG states
     best.pt         the best model on val      summary.json  val and test metrics of best.pt
+    .lock           held while a process trains into the folder (run_folder.py)
+
+Before anything in the folder is written, the run is checked: it must have val cases to
+choose best.pt on, unlabeled images if its terms need them, the folder must not be in
+use, and a run already there must be this one (run_folder.check_identity).
 """
 from __future__ import annotations
 
@@ -20,33 +25,49 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import load_checkpoint
+from .checkpoints import CheckpointError, load_checkpoint
 from .augment import make_unlabeled_views, quantize_8bit, weak_view
 from .batchnorm import recompute_statistics
-from .config import Config, flatten, save_config, to_dict
+from .config import Config, save_config, to_dict
 from .crossmatch_step import crossmatch_step, plan_from
 from .data import SegData, load_data
 from .evaluate import evaluate_cases
 from .io_utils import atomic_torch_save, atomic_write_json, atomic_write_text
+from .run_folder import RESUME_FREE_KEYS, RunLocked, RunMismatch, check_identity, data_fingerprint, locked
 from .runtime import autocast_for, configure_threads, pick_device, seed_everything, use_channels_last
 from .sampling import EpochSampler
+from .switches import contradiction_warning
 from . import unet
 from .unet import UNet
 
-# Keys that may change between a run and its resumption without changing the result.
-RESUME_FREE_KEYS = ("train.device", "train.threads", "train.progress", "train.log_every", "eval.")
+__all__ = ["RESUME_FREE_KEYS", "RunLocked", "RunMismatch", "RunRefused", "Trainer", "TrainingDiverged", "train"]
 
 
 class TrainingDiverged(RuntimeError):
     pass
 
 
-class RunMismatch(RuntimeError):
-    pass
+class RunRefused(RuntimeError):
+    """A run that cannot work with these data and switches; refused before training."""
 
 
 def build_model(cfg: Config, data: SegData) -> UNet:
     return unet.build_model(cfg.model, data.in_channels, data.num_classes)
+
+
+def _device(name: str) -> torch.device:
+    """pick_device, with a missing accelerator turned into a refusal the CLI prints as one line."""
+    try:
+        dev = pick_device(name)
+    except RuntimeError as e:
+        raise RunRefused(str(e)) from None
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RunRefused(f"train.device={name}: torch sees {torch.cuda.device_count()} CUDA GPU(s); "
+                         "use cuda:0 .. cuda:N-1, or auto")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise RunRefused(f"train.device={name} was asked for, but MPS is not available here; use cpu or auto")
+    return dev
 
 
 def poly_lr(cfg: Config, it: int) -> float:
@@ -61,19 +82,13 @@ def conf_threshold(cfg: Config, it: int) -> float:
     return p.ramp_start + (p.conf_thresh - p.ramp_start) * min(1.0, it / ramp)
 
 
-def _config_diff(a: dict, b: dict) -> list[str]:
-    fa, fb = flatten(a), flatten(b)
-    return [k for k in sorted(set(fa) | set(fb))
-            if fa.get(k) != fb.get(k) and not k.startswith(RESUME_FREE_KEYS)]
-
-
 class Trainer:
     def __init__(self, cfg: Config, out_dir: str | Path, data: SegData | None = None,
                  on_log: Callable[[dict], None] | None = None):
         self.cfg = cfg
         self.out = Path(out_dir)
         self.on_log = on_log
-        self.device = pick_device(cfg.train.device)
+        self.device = _device(cfg.train.device)
         if self.device.type == "cpu":
             configure_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
@@ -88,11 +103,12 @@ class Trainer:
                                    nesterov=t.nesterov, weight_decay=t.weight_decay)
         self.autocast = autocast_for(self.device, t)
         bu = t.unlabeled_batch_size or t.batch_size
-        self.samplers = {
-            "labeled": EpochSampler(self.data.labeled_idx, t.batch_size, t.seed),
-            "unlabeled": EpochSampler(self.data.unlabeled_idx, bu, t.seed + 1),
-            "source": EpochSampler(self.data.unlabeled_idx, bu, t.seed + 2),
-        }
+        # Only the samplers the step draws from: a supervised run on every training image
+        # has no unlabeled pool, and must not need one.
+        wanted = {"labeled": (self.data.labeled_idx, t.batch_size, t.seed),
+                  "unlabeled": (self.data.unlabeled_idx, bu, t.seed + 1) if self.plan.unlabeled else None,
+                  "source": (self.data.unlabeled_idx, bu, t.seed + 2) if self.plan.second_batch_source else None}
+        self.samplers = {k: EpochSampler(*v) for k, v in wanted.items() if v is not None and len(v[0])}
         self.aug_gen = torch.Generator().manual_seed(t.seed + 3)
         # The whole training set is small once resized: keep it on the device.
         self.images = torch.from_numpy(np.array(self.data.train_images)).to(self.device)
@@ -119,14 +135,25 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "config": to_dict(self.cfg),
+            "split": self._split_lists(),
+            "data_fingerprint": self.fingerprint,
         }
 
+    def _split_lists(self) -> dict:
+        return {k: list(self.data.split.get(k, [])) for k in ("labeled", "unlabeled", "val", "test")}
+
+    @property
+    def fingerprint(self) -> str:
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = data_fingerprint(self.data.train_images, self.data.train_labels)
+        return self._fingerprint
+
     def _restore(self, state: dict) -> None:
-        diff = _config_diff(state["config"], to_dict(self.cfg))
-        if diff:
-            raise RunMismatch(
-                f"{self.out} holds a run with a different config ({', '.join(diff[:8])}); "
-                "resume it with the same config, or pass a new --out folder")
+        # Checkpoints written before the split and fingerprint were stored fall back to
+        # split.json and skip the fingerprint.
+        check_identity(self.out, to_dict(self.cfg), self.data.split, self.fingerprint,
+                       saved_config=state["config"], saved_split=state.get("split"),
+                       saved_fingerprint=state.get("data_fingerprint"))
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.iteration = state["iteration"]
@@ -141,12 +168,19 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     def _truncate_metrics(self) -> None:
-        """Drop log rows past the checkpoint: they will be produced again."""
+        """Drop log rows past the checkpoint: they will be produced again. A line torn by a
+        kill mid-write is dropped too (it is past the checkpoint by construction)."""
         path = self.out / "metrics.jsonl"
         if not path.exists():
             return
-        keep = [ln for ln in path.read_text().splitlines()
-                if ln.strip() and json.loads(ln).get("iteration", 0) <= self.iteration]
+        keep = []
+        for ln in path.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(ln)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and row.get("iteration", 0) <= self.iteration:
+                keep.append(ln)
         atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     # ------------------------------------------------------------------ one iteration
@@ -222,24 +256,82 @@ class Trainer:
         if dice > self.best:
             self.best, self.best_iteration = dice, self.iteration
             atomic_torch_save({"model": self.model.state_dict(), "iteration": self.iteration,
-                               "val_dice": dice, "config": to_dict(self.cfg)}, self.out / "best.pt")
+                               "val_dice": dice, "config": to_dict(self.cfg),
+                               "data_fingerprint": self.fingerprint}, self.out / "best.pt")
         atomic_torch_save(self._state(), self.out / "latest.pt")
         self.iteration_saved = self.iteration
         log(row)
 
     # ------------------------------------------------------------------ the run
+    def _preflight(self) -> None:
+        """Refuse, before any file is written, a run that would fail or mislead later."""
+        if not self.data.val_cases:
+            raise RunRefused(
+                f"{self.cfg.data.name}: the split has no val cases, so no checkpoint can be chosen on val "
+                "and the run would stop at its first validation. Prepare the val data (ISIC: "
+                "python -m data_download isic2018 --splits val --dest DATA_ROOT) or pass a "
+                "data.split_file whose 'val' list is not empty.")
+        if self.plan.unlabeled and "unlabeled" not in self.samplers:
+            raise RunRefused(
+                f"data.labeled={self.cfg.data.labeled:g} labels every training image, so the "
+                f"{self.cfg.preset} terms have no unlabeled images to learn from. For a fully supervised "
+                "run use --config configs/supervised.yaml; otherwise label fewer.")
+        if "labeled" not in self.samplers:
+            raise RunRefused("the split has no labeled training images: check data.labeled and the data")
+        warning = contradiction_warning(self.cfg)
+        if warning:
+            print(warning, file=sys.stderr)
+
+    def _finished_without_latest(self) -> dict | None:
+        """The summary of a finished run whose latest.pt was deleted (or never kept)."""
+        path = self.out / "summary.json"
+        if not path.exists():
+            return None
+        try:
+            summary = json.loads(path.read_text())
+        except ValueError:
+            return None
+        if not isinstance(summary, dict) or summary.get("iterations", 0) < self.cfg.train.iterations:
+            return None
+        best = self.out / "best.pt"
+        if best.exists():
+            state = load_checkpoint(best, "cpu")
+            check_identity(self.out, to_dict(self.cfg), self.data.split, self.fingerprint,
+                           saved_config=state.get("config"),
+                           saved_fingerprint=state.get("data_fingerprint"))
+        return summary
+
     def run(self) -> dict:
+        self._preflight()
+        with locked(self.out):
+            return self._run_locked()
+
+    def _run_locked(self) -> dict:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
         latest = self.out / "latest.pt"
+        summary_path = self.out / "summary.json"
         self.iteration_saved = 0
+        # config.yaml and split.json first: they exist even when latest.pt does not.
+        check_identity(self.out, to_dict(cfg), self.data.split, None)
         if latest.exists():
-            self._restore(load_checkpoint(latest, self.device))
+            try:
+                state = load_checkpoint(latest, self.device)
+            except CheckpointError as e:
+                finished = self._finished_without_latest()
+                if finished is not None:
+                    print(f"warning: {e} The run had finished; its summary.json is returned.", file=sys.stderr)
+                    return finished
+                raise CheckpointError(f"{e} To restart this run from iteration 0, move {latest} away "
+                                      "(best.pt and the logs are then replaced as training proceeds).") from None
+            self._restore(state)
             self.iteration_saved = self.iteration
-            self._truncate_metrics()
+        else:
+            finished = self._finished_without_latest()
+            if finished is not None:
+                return finished
+        self._truncate_metrics()
         save_config(cfg, self.out / "config.yaml")
         atomic_write_json(self.out / "split.json", self.data.split)
-        summary_path = self.out / "summary.json"
         if self.iteration >= cfg.train.iterations and summary_path.exists():
             return json.loads(summary_path.read_text())
 

@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     except DataDownloadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        # A filesystem refusal deep in a step (permissions, a full or read-only disk) is
+        # the user's to fix; the steps are resumable, so say where and stop.
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"error: {e.strerror or e}{where}. Fix this (permissions, free space) and re-run the "
+              "same command to continue.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to continue where it stopped",
               file=sys.stderr)

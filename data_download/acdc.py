@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import acdc_convert, manifest, sources
 from .archive import safe_extract
 from .errors import DataDownloadError
-from .fsutil import Markers, check_free_space, human_bytes, remove_stale_tmp, write_text_atomic
+from .fsutil import Markers, check_free_space, ensure_writable, human_bytes, remove_stale_tmp, write_text_atomic
 from .http_fetch import fetch, join_url
 
 # Bump when the conversion changes, so old per-patient outputs are redone.
@@ -60,6 +60,7 @@ def run_official(opt: Options) -> dict:
         opt.log(f"ACDC already prepared in {dest} ({summary.get('volumes')} volumes, "
                 f"{summary.get('slices')} slices); nothing to do.")
         return summary
+    ensure_writable(dest)  # a read-only --dest fails here, with its name, not mid-download
 
     archive = dest / "downloads" / ZIP_NAME
     raw = dest / "raw"
@@ -176,6 +177,7 @@ def run_h5(opt: Options, entries: list[manifest.Entry] | None = None, threads: i
     if markers.done("acdc", final_params):
         opt.log(f"ACDC (published HDF5) already in {dest}; nothing to do.")
         return markers.read("acdc")
+    ensure_writable(dest)
 
     def target(e: manifest.Entry) -> Path:
         return dest / local_name(e.path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
@@ -19,15 +20,36 @@ from .errors import DataDownloadError
 from .fsutil import atomic_path, check_free_space
 
 CHUNK = 1 << 20
+# What a damaged member raises while it is read: a CRC mismatch (BadZipFile), a cut-off
+# stream (EOFError), or a deflate stream that does not decode (zlib.error).
+MEMBER_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error)
 
 
-def open_zip(path: Path) -> zipfile.ZipFile:
+class MemberError(DataDownloadError):
+    """One member of an otherwise readable archive is damaged."""
+
+
+def open_zip(path: Path, register_hint: str | None = None) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
+        if _is_html(path):
+            raise DataDownloadError(
+                f"{path} is an HTML page (probably a login, consent or error page), not a zip. "
+                f"Delete it and re-run. " + (register_hint or "")
+            ) from None
         raise DataDownloadError(
             f"corrupt or unreadable archive {path}: {e}. Delete it and re-run to download it again."
         ) from None
+
+
+def _is_html(path: Path) -> bool:
+    from .http_fetch import looks_like_html
+
+    try:
+        return looks_like_html(path)
+    except OSError:
+        return False
 
 
 def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
@@ -87,7 +109,7 @@ def safe_extract(archive: Path, dest_dir: Path, *, keep: Callable[[str], bool] |
                         for block in iter(lambda: src.read(CHUNK), b""):
                             out.write(block)
                             bar.update(len(block))
-        except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, NotImplementedError) as e:
+        except (*MEMBER_ERRORS, zipfile.LargeZipFile, NotImplementedError) as e:
             raise DataDownloadError(
                 f"corrupt archive {archive}: {e}. Nothing was extracted; delete the archive "
                 f"and re-run to download it again."
@@ -95,16 +117,21 @@ def safe_extract(archive: Path, dest_dir: Path, *, keep: Callable[[str], bool] |
     return dest_dir
 
 
+def read_member(zf: zipfile.ZipFile, archive: Path, name: str) -> bytes:
+    try:
+        return zf.read(name)
+    except MEMBER_ERRORS as e:
+        raise MemberError(
+            f"member {name} of {archive} is damaged ({type(e).__name__}: {e}); delete the archive "
+            f"and re-run to download it again."
+        ) from None
+
+
 def iter_members(zf: zipfile.ZipFile, archive: Path, names: list[str]) -> Iterator[tuple[str, bytes]]:
     """Read the given members one at a time without extracting the archive.
 
     Memory stays bounded by the largest single member (an image), not the archive.
+    A damaged member raises MemberError naming it.
     """
     for name in names:
-        try:
-            yield name, zf.read(name)
-        except (zipfile.BadZipFile, EOFError) as e:
-            raise DataDownloadError(
-                f"corrupt archive {archive}: member {name}: {e}. Delete the archive and re-run "
-                f"to download it again."
-            ) from None
+        yield name, read_member(zf, archive, name)

@@ -102,6 +102,21 @@ class Markers:
         self._path(step).unlink(missing_ok=True)
 
 
+def ensure_writable(dest: Path) -> None:
+    """Create ``dest`` if needed and prove we can write there, before any download starts."""
+    dest = Path(dest)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        probe = dest / f".write-test.{os.getpid()}{TMP_SUFFIX}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise DataDownloadError(
+            f"cannot write to --dest {dest} ({e.strerror or e}). Choose a folder you can write to, "
+            f"or fix its permissions."
+        ) from None
+
+
 def check_free_space(folder: Path, need_bytes: int, what: str) -> None:
     """Fail early, with numbers, rather than hours into a download."""
     folder = Path(folder)

@@ -163,6 +163,11 @@ def fetch(
         _verify(dest, expected_size, sha256, dest.name, urls[0], delete=False)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # The candidate a .part was started from goes first, so a mirror whose first
+    # candidate path answers 404 still resumes instead of starting again.
+    recorded = _read_meta(dest.with_name(dest.name + ".part.json")).get("url")
+    if recorded in urls:
+        urls = [recorded] + [u for u in urls if u != recorded]
     missing = []
     for url in urls:
         try:
@@ -181,12 +186,15 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
     part = dest.with_name(dest.name + ".part")
     meta_path = dest.with_name(dest.name + ".part.json")
     meta = _read_meta(meta_path)
-    if part.exists() and meta.get("url") != url:
-        # A .part from another source may be another file altogether.
-        part.unlink()
+    # A .part from another source may be another file altogether: do not resume it, but
+    # do not delete it either until this source has answered (a 404 here must leave it for
+    # the candidate it came from). Once this source sends data, _copy overwrites it.
+    foreign = part.exists() and meta.get("url") != url
+    if foreign:
+        meta = {}
     failures = 0
     while True:
-        offset = part.stat().st_size if part.exists() else 0
+        offset = part.stat().st_size if part.exists() and not foreign else 0
         received = 0
         try:
             opened = _open(url, offset, meta.get("validator"), timeout, register_hint)
@@ -212,6 +220,7 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
                                      f"downloading {dest.name}")
                 meta = {"url": url, "validator": opened.validator, "total": opened.total}
                 _write_meta(meta_path, meta)
+                foreign = False
                 received = _copy(opened, part, total, dest.name, progress, on_chunk)
             except (OSError, http.client.HTTPException) as e:
                 if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
@@ -240,6 +249,7 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
 
     _verify(part, expected_size if expected_size is not None else meta.get("total"), sha256,
             dest.name, url, delete=True)
+    _refuse_html(part, dest, url, register_hint)
     os.replace(part, dest)
     meta_path.unlink(missing_ok=True)
     return dest
@@ -287,6 +297,29 @@ def _verify(path: Path, size: int | None, sha256: str | None, name: str, url: st
     else:
         hint = f"delete {path} and re-run to fetch it again"
     raise DataDownloadError(f"{name}: {problem} (source {url}); {hint}.")
+
+
+HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<!--", b"<?xml")
+BINARY_SUFFIXES = (".zip", ".h5", ".gz", ".nii", ".tar", ".npy")
+
+
+def looks_like_html(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith(HTML_STARTS)
+
+
+def _refuse_html(part: Path, dest: Path, url: str, register_hint: str | None) -> None:
+    """A login or error page served with status 200 in place of a binary file."""
+    if not dest.name.lower().endswith(BINARY_SUFFIXES) or not looks_like_html(part):
+        return
+    part.unlink(missing_ok=True)
+    part.with_name(dest.name + ".part.json").unlink(missing_ok=True)
+    raise AccessDenied(
+        f"{url} answered with an HTML page (probably a login, consent or error page), not "
+        f"{dest.name}; nothing was kept. "
+        + (register_hint or "Check that the URL serves the file itself and that you may download it.")
+    )
 
 
 def _read_meta(path: Path) -> dict:

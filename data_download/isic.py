@@ -13,7 +13,7 @@ from typing import Callable
 
 from . import isic_convert, sources
 from .errors import DataDownloadError
-from .fsutil import Markers, remove_stale_tmp
+from .fsutil import Markers, ensure_writable, remove_stale_tmp
 from .http_fetch import fetch, join_url
 
 FORMAT_VERSION = 1
@@ -47,7 +47,8 @@ def run(opt: Options) -> dict:
     if opt.size < 8:
         raise DataDownloadError(f"--size {opt.size} is too small; use e.g. 256")
     dest = Path(opt.dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    if not dest.is_dir():
+        ensure_writable(dest)
     remove_stale_tmp(dest)
     markers = Markers(dest)
     opt.log(sources.ISIC_CITATION)
@@ -68,6 +69,7 @@ def run_split(split: str, dest: Path, markers: Markers, opt: Options) -> dict:
         summary = markers.read(step)
         opt.log(f"{out} already written ({summary.get('pairs')} pairs); skipping")
         return summary
+    ensure_writable(dest)  # a read-only --dest fails here, with its name, not mid-download
     zips = []
     for name, approx in ((mask_name, mask_size), (image_name, image_size)):
         # Small ground truth first: a wrong mirror fails in seconds, not after 10 GB.

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .archive import iter_members, open_zip
+from .archive import MemberError, open_zip, read_member
 from .errors import DataDownloadError
 from .fsutil import atomic_path, check_free_space
 
@@ -97,14 +97,13 @@ def convert_split(image_zip: Path, mask_zip: Path, out: Path, size: int, *,
                                      maxshape=(None, size, size), **MASK_COMPRESSION)
             d_orig = f.create_dataset("orig_sizes", (n, 2), np.int32, maxshape=(None, 2))
             kept, broken = [], []
-            img_stream = iter_members(zi, image_zip, [images[i] for i in ids])
-            msk_stream = iter_members(zm, mask_zip, [masks[i] for i in ids])
-            for k, (i, (_, jpg), (_, png)) in enumerate(tqdm(
-                    zip(ids, img_stream, msk_stream), total=n, desc=out.name, unit="img",
-                    disable=not progress)):
+            for k, i in enumerate(tqdm(ids, total=n, desc=out.name, unit="img", disable=not progress)):
                 try:
+                    # A damaged member costs its pair, not the split: the rest still converts.
+                    jpg = read_member(zi, image_zip, images[i])
+                    png = read_member(zm, mask_zip, masks[i])
                     item = prepare(jpg, png, size, i)
-                except DataDownloadError as e:
+                except (MemberError, DataDownloadError) as e:
                     log(f"{out.name}: skipping {e}")
                     broken.append(i)
                     continue
@@ -114,7 +113,8 @@ def convert_split(image_zip: Path, mask_zip: Path, out: Path, size: int, *,
                 if on_item is not None:
                     on_item(k)
             if not kept:
-                raise DataDownloadError(f"none of the {n} pairs for {out.name} could be decoded")
+                raise DataDownloadError(f"none of the {n} pairs for {out.name} could be decoded; the "
+                                        f"zips are damaged: delete {image_zip} and {mask_zip} and re-run")
             for d in (d_img, d_msk, d_orig):
                 d.resize(len(kept), axis=0)
             f.create_dataset("ids", data=np.array(kept, dtype=object),

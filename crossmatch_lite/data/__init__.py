@@ -11,8 +11,9 @@ data.split_file to rebuild exactly the same split.
 from __future__ import annotations
 
 from .base import Case, SegData
+from .splitting import DataError
 
-__all__ = ["Case", "SegData", "load_data", "DATASETS"]
+__all__ = ["Case", "DataError", "SegData", "load_data", "DATASETS"]
 
 DATASETS = ("toy_acdc", "toy_isic", "acdc", "isic2018")
 
@@ -32,4 +33,4 @@ def load_data(cfg, seed: int) -> SegData:
     if name == "isic2018":
         from .isic import load_isic
         return load_isic(cfg, seed)
-    raise ValueError(f"unknown data.name '{name}'; choose one of {', '.join(DATASETS)}")
+    raise DataError(f"unknown data.name '{name}'; choose one of {', '.join(DATASETS)}")

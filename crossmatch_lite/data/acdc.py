@@ -94,15 +94,21 @@ def spacing_table() -> dict[str, tuple[float, float, float]]:
 
 
 def read_volume(path: Path) -> tuple[np.ndarray, np.ndarray, tuple | None]:
-    with h5py.File(path, "r") as f:
-        image = f["image"][()]
-        label = f["label"][()]
-        spacing = tuple(float(v) for v in f.attrs["spacing"]) if "spacing" in f.attrs else None
+    # h5py's messages for a truncated or corrupt file do not name it: add the name and the fix.
+    try:
+        with h5py.File(path, "r") as f:
+            image = f["image"][()]
+            label = f["label"][()]
+            spacing = tuple(float(v) for v in f.attrs["spacing"]) if "spacing" in f.attrs else None
+    except (OSError, KeyError, ValueError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise S.DataError(f"{path} cannot be read ({reason}): the file is truncated or corrupt. Delete it and "
+                          f"re-run `{download_hint(path.parent.parent)}` to fetch it again.") from None
     if image.ndim != 3 or image.shape != label.shape:
-        raise ValueError(f"{path}: expected image and label of one (z, y, x) shape, "
-                         f"got {image.shape} and {label.shape}")
+        raise S.DataError(f"{path}: expected image and label of one (z, y, x) shape, "
+                          f"got {image.shape} and {label.shape}")
     if label.max(initial=0) >= len(CLASS_NAMES):
-        raise ValueError(f"{path}: label has class {label.max()}, ACDC has {len(CLASS_NAMES)} classes")
+        raise S.DataError(f"{path}: label has class {label.max()}, ACDC has {len(CLASS_NAMES)} classes")
     return image, label.astype(np.uint8), spacing
 
 

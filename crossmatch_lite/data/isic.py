@@ -39,10 +39,10 @@ class IsicFiles:
                 f"    {download_hint(root)}\nor set data.root to the folder that contains train.h5.")
         self.ids: dict[str, list[str]] = {}
         for part, path in self.paths.items():
-            with h5py.File(path, "r") as f:
+            with self._open(path) as f:
                 for k in ("images", "masks", "ids"):
                     if k not in f:
-                        raise ValueError(f"{path} has no dataset '{k}'; re-create it with: {download_hint(root)}")
+                        raise S.DataError(f"{path} has no dataset '{k}'; re-create it with: {download_hint(root)}")
                 self.ids[part] = [i.decode() if isinstance(i, bytes) else str(i) for i in f["ids"][()]]
         self.where = {i: (part, n) for part, ids in self.ids.items() for n, i in enumerate(ids)}
 
@@ -53,12 +53,27 @@ class IsicFiles:
             rows = sorted((self.where[i][1], i) for i in ids if self.where[i][0] == part)
             if not rows:
                 continue
-            with h5py.File(self.paths[part], "r") as f:
+            with self._open(self.paths[part]) as f:
                 idx = [r for r, _ in rows]  # h5py wants increasing indices
-                imgs, masks = f["images"][idx], f["masks"][idx]
+                try:
+                    imgs, masks = f["images"][idx], f["masks"][idx]
+                except (OSError, KeyError, ValueError) as e:
+                    raise self._unreadable(self.paths[part], e) from None
             for (_, i), im, m in zip(rows, imgs, masks):
                 out[i] = (i, im, (m > 0).astype(np.uint8))  # tolerate {0, 255} masks
         return [out[i] for i in ids]
+
+    def _open(self, path: Path) -> h5py.File:
+        try:
+            return h5py.File(path, "r")
+        except OSError as e:
+            raise self._unreadable(path, e) from None
+
+    def _unreadable(self, path: Path, e: Exception) -> S.DataError:
+        # h5py's messages for a truncated file do not name it: add the name and the fix.
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return S.DataError(f"{path} cannot be read ({reason}): the file is truncated or corrupt. Delete it "
+                           f"and re-create it with: {download_hint(self.root)}")
 
     def signature(self) -> list:
         return [file_signature(p) for p in self.paths.values()]

@@ -15,6 +15,11 @@ from pathlib import Path
 import numpy as np
 
 LISTS = ("labeled", "unlabeled", "val", "test")
+
+
+class DataError(ValueError):
+    """Data or a split that cannot be used as asked; the message says what to change."""
+
 _PACKAGE_SPLITS = Path(__file__).with_name("splits")
 
 
@@ -27,17 +32,18 @@ def read_id_list(name: str) -> list[str]:
 def labeled_count(value: float, pool_size: int, dataset: str, fraction_ok: bool) -> int:
     """data.labeled as a number of groups: a count, or (where allowed) a fraction < 1."""
     if value <= 0:
-        raise ValueError(f"{dataset}: data.labeled must be positive, got {value}")
+        raise DataError(f"{dataset}: data.labeled must be positive, got {value}")
     if value < 1:
         if not fraction_ok:
-            raise ValueError(f"{dataset}: data.labeled counts patients (e.g. 1, 3, 7), got {value}")
+            raise DataError(f"{dataset}: data.labeled counts patients (e.g. 1, 3, 7), got {value}")
         n = max(1, int(round(value * pool_size)))
     else:
         if value != int(value):
-            raise ValueError(f"{dataset}: data.labeled must be a whole count or a fraction < 1, got {value}")
+            raise DataError(f"{dataset}: data.labeled must be a whole count or a fraction < 1, got {value}")
         n = int(value)
     if n > pool_size:
-        raise ValueError(f"{dataset}: data.labeled={value} asks for {n} labeled but the training pool has {pool_size}")
+        raise DataError(f"{dataset}: data.labeled={value:g} asks for {n} labeled but the training pool has "
+                        f"{pool_size}; use at most {pool_size} (all of them: a fully supervised run)")
     return n
 
 
@@ -64,16 +70,16 @@ def check_split(split: dict) -> None:
     """Refuse splits that would silently leak evaluation data into training."""
     missing = [k for k in LISTS if not isinstance(split.get(k), list)]
     if missing:
-        raise ValueError(f"split is missing the list(s) {missing}; a split needs {list(LISTS)}")
+        raise DataError(f"split is missing the list(s) {missing}; a split needs {list(LISTS)}")
     sets = {k: set(split[k]) for k in LISTS}
     for i, a in enumerate(LISTS):
         for b in LISTS[i + 1:]:
             both = sets[a] & sets[b]
             if both:
-                raise ValueError(f"split lists '{a}' and '{b}' share {sorted(both)[:5]}"
+                raise DataError(f"split lists '{a}' and '{b}' share {sorted(both)[:5]}"
                                  f"{' ...' if len(both) > 5 else ''}: a group may be in one list only")
     if not split["labeled"]:
-        raise ValueError("split has an empty 'labeled' list: nothing to train on")
+        raise DataError("split has an empty 'labeled' list: nothing to train on")
 
 
 def read_split_file(path: str | Path, dataset: str) -> dict:
@@ -83,12 +89,14 @@ def read_split_file(path: str | Path, dataset: str) -> dict:
         raise FileNotFoundError(f"data.split_file {path} does not exist")
     try:
         split = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"data.split_file {path} is not valid JSON: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"data.split_file {path} is not valid JSON: {e}") from None
+    if not isinstance(split, dict):
+        raise DataError(f"data.split_file {path} must hold a JSON object with lists {list(LISTS)}")
     if isinstance(split.get("split"), dict):  # tolerate a file that wraps the split
         split = split["split"]
     if split.get("dataset", dataset) != dataset:
-        raise ValueError(f"data.split_file {path} is a split of '{split['dataset']}', not of '{dataset}'")
+        raise DataError(f"data.split_file {path} is a split of '{split['dataset']}', not of '{dataset}'")
     for k in LISTS:
         split[k] = sorted(map(str, split.get(k, [])))
     split["dataset"] = dataset
