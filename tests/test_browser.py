@@ -111,23 +111,25 @@ def test_slider_redraws_the_figure_in_jupyterlab(browser, jupyterlab):
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached")
     page.locator(".lm-MenuBar-item", has_text="Run").first.click()
     page.locator(".lm-Menu-item", has_text=re.compile(r"^Run All Cells")).first.click()
+    # The last cell prints "ok: ..." once every cell above it (the sliders included) ran.
+    page.locator(".jp-OutputArea-output", has_text="ok: box areas").wait_for(state="attached")
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached")
     widget = page.locator(".widget-interact").first
-    widget.wait_for(state="visible")
-    output = widget.locator(".widget-output img").first
-    output.wait_for(state="visible")
-    widget.scroll_into_view_if_needed()
+    slider = widget.locator(".widget-slider").last  # the CutMix box area, default 20 %
+    slider.scroll_into_view_if_needed()
+    widget.locator(".widget-output img").first.wait_for(state="visible")
     before = _figure_src(widget)
     widget.screenshot(path=str(SHOTS / "slider_before.png"))
 
-    # Drag the last slider (CutMix box area) from its default (20 %) to the far right (60 %).
-    slider = widget.locator(".widget-slider").last
+    # Drag the handle to the far right of its track (60 %), as a user would.
     handle = slider.locator(".noUi-handle").first
-    track = slider.locator(".noUi-base, .noUi-target").first.bounding_box()
+    track = slider.locator(".noUi-base").first.bounding_box()
     box = handle.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
-    page.mouse.move(track["x"] + track["width"] - 1, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.move(track["x"] + track["width"] + 5, box["y"] + box["height"] / 2, steps=8)
     page.mouse.up()
+    assert slider.locator(".widget-readout").inner_text().strip() == "0.60"
 
     # The widget redraws on every step of the drag: wait for a new figure, then for the
     # kernel to go idle and the figure to settle, so the screenshot shows the final value.
