@@ -31,7 +31,7 @@
 
 # %% tags=["parameters"]
 grid = "ablations/grids/quick.yaml"  # grid file (relative: from the project root)
-out_dir = "runs/06_ablations"  # grid results folder (relative: from the project root)
+out_dir = "runs/06_ablations"  # this notebook's folder; the grid runs in <out_dir>/grid
 # overrides: extra "key=value" strings applied to every cell (the runner's --set)
 overrides = []
 run_grid = True  # False: only load and plot `results` (or out_dir)
@@ -75,14 +75,15 @@ if ctx.smoke and out_dir == "runs/06_ablations":
     spec, cell_notebook = smoke_grid, cell_notebook or "stand-in"
 else:
     spec = read_grid_spec(Path(grid) if Path(grid).is_absolute() else project_root() / grid)
-print(f"grid {spec['name']}: variants {list(spec['axes']['variant'])}; results folder {ctx.out}")
+grid_out = ctx.out / "grid"  # the runner's folder; this notebook's own figures go to ctx.fig_dir
+print(f"grid {spec['name']}: variants {list(spec['axes']['variant'])}; results folder {grid_out}")
 
 # %% [markdown]
 # ## Run the grid
 #
 # `run_grid_spec` expands the grid, trains every unfinished cell, and renders the report;
 # finished cells are skipped, so re-running this notebook only trains what is missing. The
-# same run from a terminal: `python -m ablations run <out>/grid.yaml --out <out>`.
+# same run from a terminal: `python -m ablations run <grid_out>/grid.yaml --out <grid_out>`.
 
 # %%
 import shutil
@@ -91,10 +92,10 @@ import time
 from ablations.notebook import run_grid_spec
 
 if run_grid and not results:
-    if not ctx.resume and (ctx.out / "grid.json").exists():
-        shutil.rmtree(ctx.out)  # smoke mode: a fresh grid, so CI really runs it
+    if not ctx.resume and grid_out.exists():
+        shutil.rmtree(grid_out)  # smoke mode: a fresh grid, so CI really runs it
     t0 = time.perf_counter()
-    run_grid_spec(spec, ctx.out, overrides, cell_notebook or None, jobs)
+    run_grid_spec(spec, grid_out, overrides, cell_notebook or None, jobs)
     print(f"grid finished in {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]
@@ -110,7 +111,7 @@ from IPython.display import display
 from crossmatch_lite import figures
 from crossmatch_lite.tables import grid_frame
 
-folder = Path(results) if results else ctx.out
+folder = Path(results) if results else grid_out
 table = pd.read_csv(folder / "results.csv")
 per_cell = grid_frame(table)
 print(f"{folder.name}: {table['cell'].nunique()} cells")
