@@ -6,6 +6,8 @@
     summary.md    paired-over-seeds difference to the baseline with its 95 % t interval
     figures/      dice_bar, dice_heatmap, per_class_dice, training_curves, qualitative (PNG+SVG)
 
+Figures are drawn by `crossmatch_lite.figures`; this module only cuts the tables for them.
+
 Axes are sorted into three roles: the *variant* axis (named `variant`, else the first
 bundle axis, else the first axis), the *paired* axis (usually `seed`), and the rest,
 whose values together make a *setting* (e.g. "labeled=3").
@@ -23,7 +25,10 @@ import numpy as np
 import pandas as pd
 
 
+from crossmatch_lite import figures as figs
+from crossmatch_lite.figures import save_figure
 from crossmatch_lite.io_utils import atomic_write_json, atomic_write_text
+from crossmatch_lite.tables import read_metrics
 from .grid import cell_hash
 from .runner import cell_dir, read_manifest, read_status
 
@@ -204,40 +209,20 @@ def _frame_for_plots(results: pd.DataFrame, manifest: dict) -> pd.DataFrame:
     return df
 
 
-def fig_bar(df, manifest, figdir):
+def _save(fig, figdir, name) -> None:
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    from crossmatch_lite.plotting import save_figure
-
-    variant, paired, setting = roles(manifest)
-    d = df[(df["metric"] == "dice") & (df["class"] == "mean")].copy()
-    d["Dice (%)"] = 100 * d["value"]
-    settings = list(dict.fromkeys(d["setting"]))
-    fig, ax = plt.subplots(figsize=(max(5, 1.3 * d[variant].nunique() * max(1, len(settings)) ** 0.5 + 2), 4))
-    hue = "setting" if len(settings) > 1 else variant
-    sns.barplot(d, x=variant, y="Dice (%)", hue=hue, errorbar="sd", capsize=0.15, ax=ax,
-                legend=len(settings) > 1, palette="colorblind", dodge=len(settings) > 1)
-    if len(settings) > 1:
-        sns.stripplot(d, x=variant, y="Dice (%)", hue="setting", dodge=True, palette=["black"] * len(settings),
-                      size=3.5, ax=ax, legend=False)
-    else:
-        sns.stripplot(d, x=variant, y="Dice (%)", color="black", size=3.5, ax=ax)
-    ax.set_title(f"{manifest['name']}: mean test Dice per {variant}" + (f" (± sd over {paired}s, dots = {paired}s)" if paired else ""),
-                 fontsize=10)
-    ax.tick_params(axis="x", rotation=30)
-    ax.set_xlabel(variant)
-    fig.tight_layout()
-    save_figure(fig, figdir, "dice_bar")
+    save_figure(fig, figdir, name)
     plt.close(fig)
 
 
+def fig_bar(df, manifest, figdir):
+    variant, paired, _ = roles(manifest)
+    d = df[(df["metric"] == "dice") & (df["class"] == "mean")]
+    _save(figs.grid_bar(d, variant, paired, manifest["name"]), figdir, "dice_bar")
+
+
 def fig_heatmap(df, manifest, figdir):
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from crossmatch_lite.plotting import save_figure
-
     variant, paired, setting = roles(manifest)
     d = df[(df["metric"] == "dice") & (df["class"] == "mean")]
     labeled = next((a["name"] for a in manifest["axes"] if a["name"] == "labeled" or a["key"] == "data.labeled"), None)
@@ -248,53 +233,27 @@ def fig_heatmap(df, manifest, figdir):
                                     ordered=True)
         col = "class"
     others = [s for s in setting if s != col]
-    groups = list(d.groupby(others, observed=True, sort=False)) if others else [((), d)]
-    fig, axes = plt.subplots(1, len(groups), figsize=(2.2 + 1.4 * max(1, d[col].nunique()) * len(groups), 0.5 * d[variant].nunique() + 1.8),
-                             squeeze=False)
-    for ax, (key, g) in zip(axes[0], groups):
-        table = 100 * g.pivot_table(index=variant, columns=col, values="value", aggfunc="mean", observed=True)
-        sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis", cbar_kws={"label": "test Dice (%)"}, ax=ax)
+    groups = []
+    for key, g in (list(d.groupby(others, observed=True, sort=False)) if others else [((), d)]):
         key = key if isinstance(key, tuple) else (key,)
-        sub = ", ".join(f"{k}={v}" for k, v in zip(others, key))
-        ax.set_title(f"mean test Dice: {variant} x {col}" + (f"\n{sub}" if sub else ""), fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, figdir, "dice_heatmap")
-    plt.close(fig)
+        table = g.pivot_table(index=variant, columns=col, values="value", aggfunc="mean", observed=True)
+        groups.append((", ".join(f"{k}={v}" for k, v in zip(others, key)), table))
+    _save(figs.grid_heatmaps(groups, variant, col), figdir, "dice_heatmap")
 
 
 def fig_per_class(df, manifest, figdir):
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from crossmatch_lite.plotting import save_figure
-
-    variant, paired, setting = roles(manifest)
-    d = df[(df["metric"] == "dice") & (df["class"] != "mean")].copy()
-    d["Dice (%)"] = 100 * d["value"]
-    settings = list(dict.fromkeys(d["setting"]))
-    g = sns.catplot(d, x="class", y="Dice (%)", hue=variant, col="setting", kind="bar", errorbar="sd",
-                    capsize=0.1, height=3.8, aspect=1.2 if len(settings) > 1 else 1.6, col_wrap=min(3, len(settings)),
-                    palette="colorblind")
-    g.set_titles("{col_name}")
-    g.figure.suptitle(f"{manifest['name']}: test Dice per class" + (f" (± sd over {paired}s)" if paired else ""), y=1.03)
-    save_figure(g.figure, figdir, "per_class_dice")
-    plt.close(g.figure)
+    variant, paired, _ = roles(manifest)
+    d = df[(df["metric"] == "dice") & (df["class"] != "mean")]
+    title = f"{manifest['name']}: test Dice per class" + (f" (± sd over {paired}s)" if paired else "")
+    _save(figs.grid_per_class(d, variant, title), figdir, "per_class_dice")
 
 
 def _metrics_rows(c: dict) -> pd.DataFrame:
-    path = c["dir"] / "run" / "metrics.jsonl"
-    if not path.exists():
-        return pd.DataFrame()
-    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-    return pd.DataFrame(rows)
+    train, val = read_metrics(c["dir"] / "run")
+    return pd.DataFrame(train + val)
 
 
 def fig_curves(cells, manifest, figdir):
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from crossmatch_lite.plotting import save_figure
-
     variant, paired, setting = roles(manifest)
     frames = []
     order = {a["name"]: [str(v) for v in a["values"]] for a in manifest["axes"]}
@@ -304,81 +263,40 @@ def fig_curves(cells, manifest, figdir):
         m = _metrics_rows(c)
         if m.empty:
             continue
-        m = m.assign(**{k: str(v) for k, v in c["axes"].items()}, setting=_setting_label(c["axes"], setting))
-        frames.append(m)
+        frames.append(m.assign(**{k: str(v) for k, v in c["axes"].items()}, setting=_setting_label(c["axes"], setting)))
     if not frames:
         return
     m = pd.concat(frames, ignore_index=True)
     m[variant] = pd.Categorical(m[variant], order[variant], ordered=True)
-    settings = list(dict.fromkeys(m["setting"]))
-    fig, axes = plt.subplots(2, len(settings), figsize=(5.2 * len(settings) + 1.5, 6.5), squeeze=False, sharex="col")
-    for j, s in enumerate(settings):
-        ms = m[m["setting"] == s]
-        train = ms[ms["loss"].notna()] if "loss" in ms else ms.iloc[0:0]
-        val = ms[ms["val_dice"].notna()] if "val_dice" in ms else ms.iloc[0:0]
-        if len(train):
-            sns.lineplot(train, x="iteration", y="loss", hue=variant, errorbar="sd", ax=axes[0, j],
-                         palette="colorblind", legend=j == len(settings) - 1)
-        axes[0, j].set_title(f"training loss ({s})" if len(settings) > 1 else "training loss", fontsize=10)
-        axes[0, j].set_yscale("log")
-        if len(val):
-            val = val.assign(**{"val Dice (%)": 100 * val["val_dice"]})
-            sns.lineplot(val, x="iteration", y="val Dice (%)", hue=variant, errorbar="sd", marker="o", ax=axes[1, j],
-                         palette="colorblind", legend=False)
-        axes[1, j].set_title("validation Dice" + (f" ({s})" if len(settings) > 1 else ""), fontsize=10)
-    if axes[0, -1].get_legend():
-        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1))
-    fig.suptitle(f"{manifest['name']}: training curves" + (f" (mean ± sd over {paired}s)" if paired else ""))
-    fig.tight_layout()
-    save_figure(fig, figdir, "training_curves")
-    plt.close(fig)
+    title = f"{manifest['name']}: training curves" + (f" (mean ± sd over {paired}s)" if paired else "")
+    _save(figs.grid_curves(m, variant, list(dict.fromkeys(m["setting"])), title), figdir, "training_curves")
 
 
 def _predict_slices(c: dict, n_slices: int):
-    """(images, labels, predictions, ids) of the middle slice of the first test cases, from best.pt.
-
-    Same recipe as crossmatch_lite.evaluate.predict_case (resize to the training size,
-    predict, resize the logits back, argmax), inlined so a report does not import MONAI.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from crossmatch_lite.checkpoints import load_checkpoint
+    """(images, labels, predictions, titles) of a mid-ventricle slice of the first test cases,
+    predicted by the cell's best.pt through the evaluation path of its scores
+    (`crossmatch_lite.predict`: BatchNorm statistics recomputed as the summary's were)."""
     from crossmatch_lite.data import load_data
-    from crossmatch_lite.unet import build_model
+    from crossmatch_lite.predict import predict_cases, trainer_for
 
     cfg = c["config"]
     key = (json.dumps(vars(cfg.data), sort_keys=True, default=str), cfg.train.seed)
     if key not in _DATA_CACHE:
         _DATA_CACHE[key] = load_data(cfg.data, seed=cfg.train.seed)
     data = _DATA_CACHE[key]
-    model = build_model(cfg.model, data.in_channels, data.num_classes)
-    state = load_checkpoint(c["dir"] / "run" / "best.pt")
-    model.load_state_dict(state["model"])
-    model.eval()
-    cases = data.test_cases[:n_slices]
-    imgs, labs, preds = [], [], []
-    with torch.no_grad():
-        for case in cases:
-            z = case.image.shape[0] // 2
-            img = torch.from_numpy(case.image[z:z + 1].astype(np.float32))
-            h, w = img.shape[-2:]
-            logits = model(F.interpolate(img, (cfg.data.size, cfg.data.size), mode="bilinear", align_corners=False))
-            logits = F.interpolate(logits.float(), (h, w), mode="bilinear", align_corners=False)
-            imgs.append(case.image[z])
-            labs.append(case.label[z])
-            preds.append(logits.argmax(1)[0].numpy().astype(np.uint8))
-    return imgs, labs, preds, [case.id for case in cases]
+    slices = figs.pick_slices(data.test_cases, n_slices)
+    cases = [data.test_cases[i] for i, _ in slices]
+    preds, _ = predict_cases(trainer_for(c["dir"] / "run", "best", data=data), cases)
+    return ([case.image[z] for case, (_, z) in zip(cases, slices)],
+            [case.label[z] for case, (_, z) in zip(cases, slices)],
+            [preds[case.id][z] for case, (_, z) in zip(cases, slices)],
+            [f"{case.id}, slice {z}" for case, (_, z) in zip(cases, slices)])
 
 
 _DATA_CACHE: dict = {}
 
 
 def fig_qualitative(cells, manifest, figdir, n_slices: int = 4) -> None:
-    import matplotlib.pyplot as plt
-
-    from crossmatch_lite.plotting import overlay, save_figure
-
     variant, paired, setting = roles(manifest)
     order = {a["name"]: [str(v) for v in a["values"]] for a in manifest["axes"]}
     first_pair = order[paired][0] if paired else None
@@ -400,30 +318,16 @@ def fig_qualitative(cells, manifest, figdir, n_slices: int = 4) -> None:
         except Exception as e:  # noqa: BLE001 - e.g. the dataset is not on this machine
             print(f"warning: qualitative panel for {s} skipped: {type(e).__name__}: {e}", file=sys.stderr)
             continue
-        imgs, labs, _, ids = preds[variants[0]]
-        k = len(imgs)
-        fig, axes = plt.subplots(len(variants) + 1, k, figsize=(2.1 * k, 2.1 * (len(variants) + 1)), squeeze=False)
-        for j in range(k):
-            overlay(axes[0, j], imgs[j], labs[j], title=f"{ids[j]}: ground truth")
-            for i, v in enumerate(variants, start=1):
-                overlay(axes[i, j], imgs[j], preds[v][2][j])
-        for i, v in enumerate(["ground truth", *variants]):
-            axes[i, 0].set_axis_on()
-            axes[i, 0].set_xticks([])
-            axes[i, 0].set_yticks([])
-            axes[i, 0].set_ylabel(v, fontsize=10, fontweight="bold")
-            for sp in axes[i, 0].spines.values():
-                sp.set_visible(False)
+        imgs, labs, _, titles = preds[variants[0]]
         extra = f", {paired}={first_pair}" if paired else ""
-        fig.suptitle(f"{manifest['name']}: predictions of best.pt on the same test slices ({s}{extra})", fontsize=11)
-        fig.tight_layout()
-        name = "qualitative" if len(settings) == 1 else f"qualitative_{_slug(s)}"
-        save_figure(fig, figdir, name)
-        plt.close(fig)
+        fig = figs.grid_qualitative(imgs, labs, {v: preds[v][2] for v in variants}, titles,
+                                       f"{manifest['name']}: predictions of best.pt on the same test slices "
+                                       f"({s}{extra}), evaluated as the scores are")
+        _save(fig, figdir, "qualitative" if len(settings) == 1 else f"qualitative_{_slug(s)}")
 
 
 # ---------------------------------------------------------------------------- entry
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: the qualitative panel predicts through the evaluation path
 
 
 def fingerprint(out: str | Path) -> str:
@@ -471,9 +375,7 @@ def render(out: str | Path, figures: bool = True) -> dict:
     atomic_write_text(out / "summary.md", md)
     made = []
     if figures and not results.empty:
-        from crossmatch_lite.plotting import apply_style
-
-        apply_style()
+        figs.apply_style()
         df = _frame_for_plots(results, manifest)
         figdir = out / "figures"
         for name, fn, arg in (("dice_bar", fig_bar, df), ("dice_heatmap", fig_heatmap, df),

@@ -215,6 +215,11 @@ class UnlabeledViews:
     strong: list[torch.Tensor]  # strong views of u, boxes already filled from the source
     boxes: list[torch.Tensor]  # (B, H, W) CutMix box of each strong view
 
+    def to(self, device: torch.device | str) -> "UnlabeledViews":
+        """The same views on another device (a new object; this one is unchanged)."""
+        return UnlabeledViews(u_w=self.u_w.to(device), m_w=None if self.m_w is None else self.m_w.to(device),
+                              strong=[s.to(device) for s in self.strong], boxes=[b.to(device) for b in self.boxes])
+
 
 def make_unlabeled_views(u_w: torch.Tensor, m_w: torch.Tensor | None,
                          cfg: ImagePerturbConfig, gen: torch.Generator) -> UnlabeledViews:

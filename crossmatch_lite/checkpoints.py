@@ -47,3 +47,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a crossmatch_lite checkpoint (no 'model' entry)")
     return state
+
+
+def load_model(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The network of a run folder (`best.pt` or `latest.pt`), in eval mode on `device`.
+
+    The architecture comes from the run's config.yaml; the input channels and class count
+    from the weights themselves (`inc.0.weight` is [c0, in, 3, 3], `head.weight` [K, c0, 3, 3]),
+    so no dataset has to be loaded to rebuild it. Note that eval mode uses BatchNorm's
+    running statistics: to score or picture a model as its run's summary does, go through
+    `Trainer.eval_model` (see `crossmatch_lite.predict`)."""
+    from .config import load_config
+    from .unet import build_model
+
+    if which not in ("best", "latest"):
+        raise ValueError(f"which={which!r}: choose 'best' or 'latest'")
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise CheckpointError(f"{run_dir}: no config.yaml, so not a run folder")
+    state = load_checkpoint(run_dir / f"{which}.pt", device)["model"]
+    cfg = load_config(run_dir / "config.yaml")
+    model = build_model(cfg.model, state["inc.0.weight"].shape[1], state["head.weight"].shape[0])
+    model.load_state_dict(state)
+    return model.to(device).eval()

@@ -151,7 +151,7 @@ class Config:
 
 
 CHOICES = {
-    "data.name": ("toy_acdc", "toy_isic", "acdc", "isic2018"),
+    "data.name": ("toy_acdc", "toy_isic", "acdc", "isic2018", "folder"),
     "perturb.image.cutmix_source": ("second_batch", "in_batch"),
     "perturb.image.strong_views": (0, 1, 2),
     "model.upsample": ("bilinear", "transpose"),

@@ -26,10 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import CheckpointError, load_checkpoint
-from .augment import make_unlabeled_views, quantize_8bit, weak_view
+from .augment import UnlabeledViews, make_unlabeled_views, quantize_8bit, weak_view
 from .batchnorm import recompute_statistics
 from .config import Config, save_config, to_dict
-from .crossmatch_step import crossmatch_step, plan_from
+from .crossmatch_step import StepOutput, crossmatch_step, plan_from
 from .data import SegData, load_data
 from .evaluate import evaluate_cases
 from .io_utils import atomic_torch_save, atomic_write_json, atomic_write_text
@@ -188,13 +188,11 @@ class Trainer:
         idx = torch.from_numpy(self.samplers[name].next()).to(self.device)
         return self.images[idx].float(), self.labels[idx]
 
-    def train_step(self) -> dict:
-        cfg, it = self.cfg, self.iteration
-        lr = poly_lr(cfg, it)
-        for g in self.opt.param_groups:
-            g["lr"] = lr
-        thresh = conf_threshold(cfg, it)
-
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, UnlabeledViews | None]:
+        """One iteration's inputs, as `train_step` feeds them to `crossmatch_step`: the weak
+        view of a labeled batch `x` with its masks `y`, and the unlabeled views (None for a
+        supervised run). Draws from the run's samplers and augmentation generator, so
+        notebooks that call it see exactly what training sees."""
         x, y = weak_view(*self._batch("labeled"), self.aug_gen)
         views = None
         if self.plan.unlabeled:
@@ -203,13 +201,28 @@ class Trainer:
             if self.plan.second_batch_source:
                 m_w, _ = weak_view(self._batch("source")[0], None, self.aug_gen)
                 m_w = quantize_8bit(m_w)
-            views = make_unlabeled_views(quantize_8bit(u_w), m_w, cfg.perturb.image, self.aug_gen)
-        if use_channels_last(self.device, cfg.train):
+            views = make_unlabeled_views(quantize_8bit(u_w), m_w, self.cfg.perturb.image, self.aug_gen)
+        if use_channels_last(self.device, self.cfg.train):
             x = x.contiguous(memory_format=torch.channels_last)
+        return x, y, views
+
+    def step_loss(self, x: torch.Tensor, y: torch.Tensor, views: UnlabeledViews | None,
+                  thresh: float) -> StepOutput:
+        """The loss of one iteration; a subclass may add its own terms (notebook 07)."""
+        return crossmatch_step(self.step_model, x, y, views, self.cfg, self.plan, thresh)
+
+    def train_step(self) -> dict:
+        cfg, it = self.cfg, self.iteration
+        lr = poly_lr(cfg, it)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        thresh = conf_threshold(cfg, it)
+
+        x, y, views = self.next_batch()
 
         self.model.train()
         with self.autocast:
-            out = crossmatch_step(self.step_model, x, y, views, cfg, self.plan, thresh)
+            out = self.step_loss(x, y, views, thresh)
         if not torch.isfinite(out.loss):
             raise TrainingDiverged(
                 f"the loss became {out.loss.item()} at iteration {it} (terms: {out.terms}). "

@@ -1,0 +1,117 @@
+"""Build the tutorial series as a static HTML book, every notebook executed, with caching.
+
+    python -m crossmatch_lite.book build            # full defaults -> runs/book/_build/html/index.html
+    python -m crossmatch_lite.book build --smoke    # CI-sized (CROSSMATCH_LITE_SMOKE=1) -> runs/smoke/book/...
+
+The tool is Jupyter Book 1.x: pure pip, Sphinx + MyST-NB underneath, and its execution
+cache (jupyter-cache) keys each notebook by its code, so a rebuild re-executes only the
+notebooks that changed and renders the others from their stored outputs. The book's source
+folder holds copies of notebooks/*.ipynb plus a generated table of contents; full and
+smoke builds keep separate caches, because the same code gives other outputs in each mode.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .io_utils import atomic_write_bytes, atomic_write_text
+from .notebook import project_root
+from .smoke import SMOKE_ENV
+
+TITLE = "crossmatch_lite: semi-supervised segmentation, step by step"
+
+
+def notebooks(root: Path) -> list[Path]:
+    return sorted((root / "notebooks").glob("0[0-9]_*.ipynb"))
+
+
+def _intro(root: Path, names: list[str]) -> str:
+    rows = "\n".join(f"- [{n}]({n}.ipynb)" for n in names)
+    return (f"# {TITLE}\n\nThe tutorial notebooks of `notebooks/`, executed. Each page is one notebook with "
+            f"its outputs and figures; the notebooks themselves (and their `py:percent` twins) are in the "
+            f"repository.\n\n{rows}\n")
+
+
+def stage(out: Path, smoke: bool) -> Path:
+    """Write the book's source folder: notebook copies (rewritten only when they change,
+    so Sphinx and the cache see unchanged files as unchanged), _config.yml and _toc.yml."""
+    root = project_root()
+    src = out / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    names = []
+    for nb in notebooks(root):
+        data, target = nb.read_bytes(), src / nb.name
+        if not target.exists() or target.read_bytes() != data:
+            atomic_write_bytes(target, data)
+        names.append(nb.stem)
+    for stale in set(p.stem for p in src.glob("*.ipynb")) - set(names):
+        (src / f"{stale}.ipynb").unlink()
+    atomic_write_text(src / "intro.md", _intro(root, names))
+    atomic_write_text(src / "_toc.yml", "format: jb-book\nroot: intro\nchapters:\n"
+                      + "".join(f"  - file: {n}\n" for n in names))
+    atomic_write_text(src / "_config.yml", f"""title: "{TITLE}{' (smoke build)' if smoke else ''}"
+author: crossmatch_lite
+only_build_toc_files: true
+execute:
+  execute_notebooks: cache
+  cache: "{(out / 'jupyter_cache').resolve()}"
+  timeout: -1
+  allow_errors: false
+  stderr_output: remove
+sphinx:
+  config:
+    nb_execution_show_tb: true
+    html_show_copyright: false
+""")
+    return src
+
+
+def build(out: str | Path | None = None, smoke: bool = False) -> Path:
+    """Build the book; returns the path of its index.html. Raises if a notebook failed."""
+    root = project_root()
+    if root is None:
+        raise RuntimeError("the book is built from a checkout of the project (notebooks/ and configs/)")
+    out = Path(out) if out else root / ("runs/smoke/book" if smoke else "runs/book")
+    src = stage(out.resolve(), smoke)
+    env = dict(os.environ)
+    # Kernels import this checkout's package, whatever else is installed.
+    env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    if smoke:
+        env[SMOKE_ENV] = "1"
+    else:
+        env.pop(SMOKE_ENV, None)
+    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; main()",
+           "build", str(src), "--path-output", str(out), "--keep-going"]
+    proc = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    atomic_write_text(out / "build.log", log)
+    failed = [ln for ln in log.splitlines() if "Executing notebook failed" in ln]
+    index = out / "_build" / "html" / "index.html"
+    if proc.returncode != 0 or failed or not index.exists():
+        raise RuntimeError(f"the book build failed (exit {proc.returncode}); see {out / 'build.log'}:\n"
+                           + "\n".join(failed or log.splitlines()[-15:]))
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m crossmatch_lite.book", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="execute (cached) and render every notebook to HTML")
+    b.add_argument("--smoke", action="store_true", help="CI-sized notebooks (CROSSMATCH_LITE_SMOKE=1), own folder")
+    b.add_argument("--out", help="output folder (default runs/book, or runs/smoke/book with --smoke)")
+    args = ap.parse_args(argv)
+    try:
+        index = build(args.out, smoke=args.smoke)
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(f"built: {index}\nopen it in a browser, e.g. python -m http.server -d {index.parent} 8000")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

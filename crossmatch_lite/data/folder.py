@@ -1,0 +1,195 @@
+"""`folder`: your own images and masks, from a plain directory.
+
+    ROOT/images/<id>.png|.jpg|.jpeg|.nii|.nii.gz    one case per file
+    ROOT/masks/<id>.png|.nii|.nii.gz                 same <id>; pixel value = class id (0 = background)
+    ROOT/classes.txt                                 optional: one class name per line, background first
+
+A PNG/JPEG pair is one 2D case (like an ISIC image); a NIfTI pair is one volume, trained
+slice by slice and scored in 3D (like an ACDC volume), with the spacing from its header.
+Images are scaled to [0, 1] (8-bit: /255, anything else: min-max per case).
+
+The split: 10 % of the cases for validation and 20 % for test (at least one each), drawn
+with a fixed seed so that every run of a dataset is scored on the same cases; `data.labeled`
+training cases (a count, or a fraction < 1), chosen with the run's seed, carry masks, the
+others are unlabeled. `data.split_file` (a run's split.json) fixes every list instead.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import zoom
+
+from . import splitting as S
+from .base import Case, SegData
+from .resize import zoom_nearest
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".nii", ".nii.gz")
+MASK_SUFFIXES = (".png", ".nii", ".nii.gz")
+SPLIT_SEED = 0  # val/test cases do not depend on the run seed
+VAL_FRACTION, TEST_FRACTION = 0.1, 0.2
+LAYOUT = ("a folder dataset needs ROOT/images/<id>.png|jpg|nii.gz and ROOT/masks/<id>.png|nii.gz "
+          "(same <id>, pixel value = class id), optionally ROOT/classes.txt")
+
+
+def _stem(p: Path) -> str:
+    return p.name[: -len(".nii.gz")] if p.name.endswith(".nii.gz") else p.stem
+
+
+def _files(folder: Path, suffixes) -> dict[str, Path]:
+    found = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(suffixes):
+            if _stem(p) in found:
+                raise ValueError(f"folder: two files for case '{_stem(p)}' in {folder}: {found[_stem(p)].name}, {p.name}")
+            found[_stem(p)] = p
+    return found
+
+
+def _read(path: Path, mask: bool) -> tuple[np.ndarray, tuple | None]:
+    """(Z, C, H, W) float32 image or (Z, H, W) mask, and the (z, y, x) spacing if known."""
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        img = nib.load(str(path))
+        arr = np.asanyarray(img.dataobj)
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.ndim != 3:
+            raise ValueError(f"folder: {path} has {arr.ndim} dimensions; expected a 2D or 3D volume")
+        arr = np.transpose(arr, (2, 1, 0))  # (x, y, z) -> (z, y, x), as the ACDC reader does
+        zooms = tuple(float(v) for v in img.header.get_zooms()[:3])
+        spacing = (zooms[2], zooms[1], zooms[0]) if len(zooms) == 3 else None
+        return (arr if mask else arr[:, None]), spacing
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if mask:
+            return np.asarray(im)[None], None
+        arr = np.asarray(im.convert("RGB") if im.mode in ("P", "RGBA", "CMYK", "YCbCr") else im)
+    return (arr[None, None] if arr.ndim == 2 else arr.transpose(2, 0, 1)[None]), None
+
+
+def _scaled(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    image = image.astype(np.float32)
+    lo, hi = float(image.min()), float(image.max())
+    return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+
+
+def _mask(label: np.ndarray, path: Path) -> np.ndarray:
+    if label.ndim != 3:
+        raise ValueError(f"folder: mask {path} is not a single-channel label map (shape {label.shape}); "
+                         "save masks as 8-bit grayscale PNG or NIfTI with class ids")
+    if not np.issubdtype(label.dtype, np.integer):
+        if not np.all(np.equal(np.mod(label, 1), 0)):
+            raise ValueError(f"folder: mask {path} holds non-integer values; a mask holds class ids 0, 1, 2, ...")
+    if label.min() < 0 or label.max() > 255:
+        raise ValueError(f"folder: mask {path} holds values outside 0..255 ({label.min()}..{label.max()}); "
+                         "class ids must be small integers")
+    return label.astype(np.uint8)
+
+
+def _load_case(cid: str, image_path: Path, mask_path: Path) -> Case:
+    image, spacing = _read(image_path, mask=False)
+    label = _mask(_read(mask_path, mask=True)[0], mask_path)
+    if image.shape[0] != label.shape[0] or image.shape[2:] != label.shape[1:]:
+        raise ValueError(f"folder: case '{cid}': image {image_path.name} is {image.shape[2:]} x {image.shape[0]} "
+                         f"slices but mask {mask_path.name} is {label.shape[1:]} x {label.shape[0]} slices")
+    return Case(cid, _scaled(image), label, spacing)
+
+
+def _resized(case: Case, size: int) -> tuple[np.ndarray, np.ndarray]:
+    _, _, h, w = case.image.shape
+    images = zoom(case.image, (1, 1, size / h, size / w), order=1) if (h, w) != (size, size) else case.image
+    labels = np.stack([zoom_nearest(s, size) for s in case.label])
+    return np.clip(images, 0, 1).astype(np.float16), labels.astype(np.uint8)
+
+
+def _default_split(ids: list[str], labeled: float, seed: int) -> dict:
+    n = len(ids)
+    if n < 4:
+        raise ValueError(f"folder: {n} case(s) found; need at least 4 (train, labeled and unlabeled, val and test)")
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    n_val, n_test = max(1, round(VAL_FRACTION * n)), max(1, round(TEST_FRACTION * n))
+    val = [ids[i] for i in order[:n_val]]
+    test = [ids[i] for i in order[n_val:n_val + n_test]]
+    train = sorted(ids[i] for i in order[n_val + n_test:])
+    k = S.labeled_count(labeled, len(train), "folder", fraction_ok=True)
+    return S.make_split("folder", S.seeded_labeled(train, k, seed), train, val, test, seed=seed,
+                        labeled_request=labeled)
+
+
+def load_folder(cfg, seed: int) -> SegData:
+    root = Path(cfg.root)
+    if not (root / "images").is_dir() or not (root / "masks").is_dir():
+        raise FileNotFoundError(f"folder: data.root={root} has no images/ and masks/ folders; {LAYOUT}")
+    images, masks = _files(root / "images", IMAGE_SUFFIXES), _files(root / "masks", MASK_SUFFIXES)
+    if not images:
+        raise FileNotFoundError(f"folder: no image files in {root / 'images'}; {LAYOUT}")
+    no_mask, no_image = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
+    if no_mask or no_image:
+        parts = [f"{what}: {S._short(ids)}" for what, ids in (("images without a mask", no_mask),
+                                                              ("masks without an image", no_image)) if ids]
+        raise ValueError(f"folder: {'; '.join(parts)} (in {root}); every image needs a mask with the same name")
+    ids = sorted(images)
+    if getattr(cfg, "split_file", None):
+        split = S.keep_present(S.read_split_file(cfg.split_file, "folder"), set(ids), "folder", str(root))
+        S.check_split(split)
+    else:
+        split = _default_split(ids, cfg.labeled, seed)
+    cases = {cid: _load_case(cid, images[cid], masks[cid])
+             for cid in sorted({c for k in S.LISTS for c in split[k]})}
+    channels = {c.image.shape[1] for c in cases.values()}
+    if len(channels) > 1:
+        raise ValueError(f"folder: images mix {sorted(channels)} channels; convert them all to grayscale or all to RGB")
+    num_classes = max(2, 1 + max(int(c.label.max()) for c in cases.values()))
+    names_file = root / "classes.txt"
+    if names_file.exists():
+        class_names = [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()]
+        if len(class_names) < num_classes:
+            raise ValueError(f"folder: {names_file} names {len(class_names)} classes but masks use class ids "
+                             f"up to {num_classes - 1}")
+        num_classes = len(class_names)
+    else:
+        class_names = ["background"] + [f"class {k}" for k in range(1, num_classes)]
+    train_ids = sorted(split["labeled"] + split["unlabeled"])
+    arrays = [_resized(cases[c], int(cfg.size)) for c in train_ids]
+    groups = [c for c, (im, _) in zip(train_ids, arrays) for _ in range(len(im))]
+    lab_idx, unl_idx = S.slice_indices(groups, split["labeled"])
+    return SegData("folder", num_classes, channels.pop(), class_names,
+                   np.concatenate([a for a, _ in arrays]), np.concatenate([b for _, b in arrays]),
+                   lab_idx, unl_idx, [cases[c] for c in split["val"]], [cases[c] for c in split["test"]], split)
+
+
+def write_example_folder(root: str | Path, n_cases: int = 12, fmt: str = "png") -> Path:
+    """A small folder dataset cut from the built-in synthetic hearts, to try `folder` on:
+    fmt "png" writes one mid-ventricle slice per patient (8-bit PNG pairs), "nifti" whole
+    volumes (.nii.gz pairs with their spacing). Returns root."""
+    from PIL import Image
+
+    from . import toy_acdc
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for pid in range(n_cases):
+        vol, lab, spacing, _ = toy_acdc.patient(pid)
+        cid = f"case{pid:03d}"
+        if fmt == "png":
+            z = len(lab) // 2
+            Image.fromarray((255 * np.clip(vol[z], 0, 1)).astype(np.uint8)).save(root / "images" / f"{cid}.png")
+            Image.fromarray(lab[z].astype(np.uint8)).save(root / "masks" / f"{cid}.png")
+        elif fmt == "nifti":
+            import nibabel as nib
+
+            affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+            nib.save(nib.Nifti1Image(np.transpose(vol, (2, 1, 0)).astype(np.float32), affine),
+                     str(root / "images" / f"{cid}.nii.gz"))
+            nib.save(nib.Nifti1Image(np.transpose(lab, (2, 1, 0)).astype(np.uint8), affine),
+                     str(root / "masks" / f"{cid}.nii.gz"))
+        else:
+            raise ValueError(f"fmt={fmt!r}: choose 'png' or 'nifti'")
+    (root / "classes.txt").write_text("\n".join(toy_acdc.CLASS_NAMES) + "\n")
+    return root

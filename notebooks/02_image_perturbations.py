@@ -1,0 +1,200 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Image perturbations: weak view, strong views, CutMix
+#
+# Every iteration, CrossMatch draws an unlabeled batch `u` and a second unlabeled batch `m`.
+# - The **weak view** `u_w`: rot90 + flip (probability 0.5), else a small rotation (±20°,
+#   probability 0.25). Its clean prediction `p_w` is the *teacher*.
+# - Two **strong views** `s1`, `s2` of `u_w`: colour jitter (p 0.8), Gaussian blur (p 0.5),
+#   and each its own **CutMix box** (p 0.5, 2-40 % of the area): inside the box the pixels
+#   come from `m`'s strong view.
+# - The **pseudo-label** of `s_i` is `p_w`'s argmax, with the box filled from `m`'s own
+#   prediction: the label moves with the pixels.
+#
+# All of it comes from `crossmatch_lite.augment`. To show the box-mixed pseudo-labels without
+# a trained model, the (hidden) toy masks stand in for the teacher's prediction here.
+
+# %% tags=["parameters"]
+dataset = "toy_acdc"  # toy_acdc | toy_isic | acdc | isic2018 | folder
+data_root = ""  # real data folder ("" keeps the preset's data.root)
+seed = 0
+out_dir = "runs/02_image_perturbations"  # relative paths are taken from the project root
+n_images = 4  # unlabeled images shown
+sliders = True  # interactive ipywidgets sliders (they render once under papermill)
+
+# %%
+from crossmatch_lite.notebook import setup
+
+ctx = setup("02_image_perturbations", preset="crossmatch", dataset=dataset, data_root=data_root, seed=seed,
+            out_dir=out_dir)
+
+# %% [markdown]
+# We pick unlabeled slices with visible structures (the toy masks are used only to pick
+# and to illustrate) and a CutMix source batch `m`.
+
+# %%
+import copy
+
+import numpy as np
+import torch
+
+data = ctx.data
+ip = ctx.cfg.perturb.image
+fg = (data.train_labels[data.unlabeled_idx] > 0).reshape(len(data.unlabeled_idx), -1).mean(1)
+rich = data.unlabeled_idx[np.argsort(-fg)[: 4 * n_images]]
+pick_u, pick_m = np.split(np.random.default_rng(seed).choice(rich, 2 * n_images, replace=False), 2)
+
+
+def as_tensors(idx):
+    return (torch.from_numpy(np.asarray(data.train_images[idx], dtype=np.float32)),
+            torch.from_numpy(np.asarray(data.train_labels[idx])))
+
+
+u, y_u = as_tensors(pick_u)
+m, y_m = as_tensors(pick_m)
+gen = torch.Generator().manual_seed(seed)
+print(ip)
+
+# %% [markdown]
+# ## The weak view
+#
+# Geometry only: the image and its mask move together, intensities are untouched.
+
+# %%
+from crossmatch_lite import figures
+from crossmatch_lite.augment import make_unlabeled_views, paste, quantize_8bit, strong_view, weak_view
+
+u_w, y_w = weak_view(u, y_u, gen)
+m_w, y_mw = weak_view(m, y_m, gen)
+u_w, m_w = quantize_8bit(u_w), quantize_8bit(m_w)  # as the trainer does: an 8-bit image
+panels = [[(u[i], y_u[i], "original") for i in range(n_images)],
+          [(u_w[i], y_w[i], "weak view u_w") for i in range(n_images)]]
+ctx.show(figures.image_grid(panels, "Weak view: rot90 + flip or a small rotation", data.class_names),
+         "weak_view")
+
+# %% [markdown]
+# ## Strong views and their CutMix boxes
+#
+# `make_unlabeled_views` is the function the trainer calls. The orange outline marks each
+# view's CutMix box (absent when that view drew no box: probability 0.5).
+
+# %%
+views = make_unlabeled_views(u_w, m_w, ip, gen)
+panels = []
+for i in range(n_images):
+    row = [(u_w[i], None, "weak u_w")]
+    for k, (s, box) in enumerate(zip(views.strong, views.boxes)):
+        row.append((s[i], None, f"strong s{k + 1}", box[i]))
+    row.append((m_w[i], None, "CutMix source m_w"))
+    panels.append(row)
+ctx.show(figures.image_grid(panels, "Strong views: colour jitter, blur and a CutMix box from m"), "strong_views")
+
+# %% [markdown]
+# ## Box-mixed pseudo-labels
+#
+# The teacher of `s_i` is `p_w` outside the box and `m`'s own prediction inside it
+# (`Teacher.boxed` in `crossmatch_step`, which calls `augment.paste`). Here masks stand in
+# for both predictions.
+
+# %%
+panels = []
+for i in range(n_images):
+    row = [(u_w[i], y_w[i], "label of u_w")]
+    for k, (s, box) in enumerate(zip(views.strong, views.boxes)):
+        mixed = paste(y_w[i:i + 1], y_mw[i:i + 1], box[i:i + 1])[0]
+        row.append((s[i], mixed, f"pseudo-label of s{k + 1}", box[i]))
+    panels.append(row)
+ctx.show(figures.image_grid(panels, "Pseudo-labels follow the CutMix boxes", data.class_names),
+         "mixed_pseudo_labels")
+
+# %% [markdown]
+# ## One ingredient at a time
+#
+# The same image under each strong ingredient alone (probabilities set to 1 so that each
+# panel shows its effect).
+
+# %%
+def only(**changes):
+    c = copy.deepcopy(ip)
+    for k, v in changes.items():
+        setattr(c, k, v)
+    return c
+
+
+img = u_w[:1]
+
+
+def g():
+    return torch.Generator().manual_seed(seed + 1)
+
+
+jitter = strong_view(img, only(blur=False, jitter_p=1.0), g())
+blur = strong_view(img, only(color_jitter=False, blur_p=1.0, blur_sigma=[1.5, 2.0]), g())
+cut = make_unlabeled_views(img, m_w[:1], only(color_jitter=False, blur=False, cutmix_p=1.0, strong_views=1), g())
+row = [(img[0], None, "weak view"), (jitter[0], None, "colour jitter"), (blur[0], None, "blur"),
+       (cut.strong[0][0], None, "CutMix", cut.boxes[0][0])]
+ctx.show(figures.image_grid([row], "Strong ingredients one by one"), "ingredients")
+
+# %% [markdown]
+# ## Sliders
+#
+# Move the sliders to see jitter strength, blur width and box size (each ingredient applied
+# with probability 1, fixed random draws). Under papermill the widget renders once with its
+# default values; that picture is also saved.
+
+# %%
+def explore(brightness=0.5, contrast=0.5, blur_sigma=1.0, box_area=0.2, save=False):
+    c = only(jitter_p=1.0, brightness=brightness, contrast=contrast, blur_p=1.0,
+             blur_sigma=[max(0.1, blur_sigma), max(0.1, blur_sigma)], cutmix_p=1.0,
+             cutmix_area=[box_area, box_area], strong_views=1)
+    v = make_unlabeled_views(u_w, m_w, c, torch.Generator().manual_seed(seed))
+    fig = figures.image_grid([[(u_w[i], None, "weak") for i in range(n_images)],
+                              [(v.strong[0][i], None, "strong", v.boxes[0][i]) for i in range(n_images)]],
+                             f"brightness ±{brightness:.2f}, contrast ±{contrast:.2f}, blur σ {blur_sigma:.1f}, "
+                             f"box {100 * box_area:.0f} % of the image")
+    figures.display_figure(fig, (ctx.fig_dir, "sliders") if save else None)
+
+
+if sliders:
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    display(widgets.interactive(explore, brightness=(0.0, 1.0, 0.05), contrast=(0.0, 1.0, 0.05),
+                                blur_sigma=(0.1, 4.0, 0.1), box_area=(0.02, 0.6, 0.02), save=widgets.fixed(False)))
+explore(save=True)
+
+# %% [markdown]
+# ## Checks
+
+# %%
+for s, box in zip(views.strong, views.boxes):
+    assert s.shape == u_w.shape and float(s.min()) >= 0.0 and float(s.max()) <= 1.0
+    area = box.flatten(1).mean(1)
+    drawn = area[area > 0]
+    assert ((drawn > ip.cutmix_area[0] * 0.8) & (drawn < ip.cutmix_area[1] * 1.05)).all(), drawn
+assert len(views.strong) == ip.strong_views
+print("ok: box areas", [f"{100 * float(a):.0f}%" for b in views.boxes for a in b.flatten(1).mean(1)])
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Move the blur slider from 0.1 to 4. Expect thin structures (the myocardium ring) to
+#    vanish first: how strong can a view get before its pseudo-label stops being right?
+# 2. Set `seed = 3`. Expect different images, boxes and
+#    rotations, and in about half of the views no box at all (`cutmix_p` is 0.5).
+# 3. Set `dataset = "toy_isic"`. Expect colour jitter to change hue and saturation too:
+#    on one-channel cardiac images only brightness and contrast can act.

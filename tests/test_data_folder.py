@@ -1,0 +1,89 @@
+"""The `folder` dataset: PNG and NIfTI pairs, a seeded split with fixed val/test cases, and
+a clear message for each mistake a user can make with a folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crossmatch_lite.config import load_config
+from crossmatch_lite.data import load_data
+from crossmatch_lite.data.folder import write_example_folder
+
+
+def _load(root, *extra, seed=0):
+    cfg = load_config(None, ["data.name=folder", f"data.root={root}", "data.size=32", "data.labeled=2", *extra])
+    return load_data(cfg.data, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def png_root(tmp_path_factory):
+    return write_example_folder(tmp_path_factory.mktemp("png"), n_cases=10)
+
+
+def test_png_pairs_become_2d_cases(png_root):
+    d = _load(png_root)
+    assert d.name == "folder" and d.num_classes == 4 and d.class_names == ["background", "RV", "Myo", "LV"]
+    assert d.in_channels == 1 and d.train_images.shape[1:] == (1, 32, 32) and d.train_images.dtype == np.float16
+    assert (len(d.split["val"]), len(d.split["test"]), len(d.split["labeled"])) == (1, 2, 2)
+    assert len(d.labeled_idx) == 2 and len(d.unlabeled_idx) == 5
+    case = d.test_cases[0]
+    assert case.image.shape == (1, 1, 96, 96) and case.label.shape == (1, 96, 96) and case.spacing is None
+    assert 0.0 <= case.image.min() and case.image.max() <= 1.0
+
+
+def test_nifti_volumes_keep_their_spacing(tmp_path):
+    d = _load(write_example_folder(tmp_path, n_cases=6, fmt="nifti"))
+    case = d.test_cases[0]
+    assert case.image.ndim == 4 and case.image.shape[0] > 1 and case.label.shape == (case.image.shape[0], 96, 96)
+    assert case.spacing is not None and case.spacing[0] == pytest.approx(10.0)
+    assert len(d.train_images) == sum(1 for _ in d.labeled_idx) + sum(1 for _ in d.unlabeled_idx)
+
+
+def test_seed_changes_the_labeled_cases_not_the_test_cases(png_root):
+    a, b = _load(png_root, seed=0), _load(png_root, seed=3)
+    assert a.split["test"] == b.split["test"] and a.split["val"] == b.split["val"]
+    assert a.split["labeled"] != b.split["labeled"] or a.split["unlabeled"] != b.split["unlabeled"]
+    assert _load(png_root, seed=3).split == b.split
+
+
+def test_split_file_is_honoured(png_root, tmp_path):
+    import json
+
+    split = _load(png_root).split
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    assert _load(png_root, f"data.split_file={tmp_path / 'split.json'}", seed=5).split["labeled"] == split["labeled"]
+
+
+def _broken(tmp_path, n=5):
+    return write_example_folder(tmp_path / "d", n_cases=n)
+
+
+@pytest.mark.parametrize("damage, error, message", [
+    (lambda r: (r / "masks" / "case001.png").unlink(), ValueError, "images without a mask: case001"),
+    (lambda r: Image.new("L", (10, 12)).save(r / "masks" / "case002.png"), ValueError, "case002.*mask"),
+    (lambda r: Image.new("RGB", (96, 96)).save(r / "images" / "case003.png"), ValueError, "channels"),
+    (lambda r: (r / "classes.txt").write_text("background\nRV\n"), ValueError, "classes.txt names 2 classes"),
+    (lambda r: [p.unlink() for p in sorted((r / "images").iterdir())[1:] + sorted((r / "masks").iterdir())[1:]],
+     ValueError, "at least 4"),
+    (lambda r: __import__("shutil").rmtree(r / "masks"), FileNotFoundError, "images/ and masks/"),
+])
+def test_mistakes_are_named(tmp_path, damage, error, message):
+    root = _broken(tmp_path)
+    damage(root)
+    with pytest.raises(error, match=message):
+        _load(root)
+
+
+def test_missing_root_says_what_a_folder_needs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ROOT/images"):
+        _load(tmp_path / "nowhere")
+
+
+def test_folder_is_a_valid_data_name():
+    from crossmatch_lite.config import CHOICES
+    from crossmatch_lite.data import DATASETS
+
+    assert "folder" in CHOICES["data.name"] and "folder" in DATASETS
