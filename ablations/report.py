@@ -275,7 +275,7 @@ def fig_curves(cells, manifest, figdir):
 def _predict_slices(c: dict, n_slices: int):
     """(images, labels, predictions, titles) of a mid-ventricle slice of the first test cases,
     predicted by the cell's best.pt through the evaluation path of its scores
-    (`crossmatch_lite.predict`: BatchNorm statistics recomputed as the summary's were)."""
+    (`crossmatch_lite.predict`: the BatchNorm statistics the summary's headline used, `eval.bn`)."""
     from crossmatch_lite.data import load_data
     from crossmatch_lite.predict import predict_cases, trainer_for
 

@@ -1,7 +1,7 @@
 """Predictions of a finished run, through the same evaluation path as its scores.
 
-A run's summary scores `best.pt` through `Trainer.evaluate`, which first recomputes the
-BatchNorm statistics (`Trainer.eval_model`). A picture of that model must use the same
+A run's summary scores `best.pt` through `Trainer.evaluate`, with the BatchNorm statistics
+that `eval.bn` names (`Trainer.eval_model`: running, or recomputed). A picture of that model must use the same
 path, or it shows a different model from the numbers beside it; notebooks and the
 ablation report both come here.
 """

@@ -47,9 +47,9 @@ ctx = setup("03_feature_perturbations", preset=preset, dataset="toy_acdc", itera
 # %% [markdown]
 # ## A briefly trained model
 #
-# `trainer.eval_model()` is the model as evaluation sees it: `best.pt` with BatchNorm
-# statistics recomputed on clean training images, in eval mode (the encoder's own dropout
-# off). `drop_features` is always active, as in the official code.
+# `trainer.eval_model()` is the model as evaluation sees it: `best.pt` in eval mode (the
+# encoder's own dropout off) with the BatchNorm statistics `eval.bn` names (the running
+# ones by default, as the official code; `precise` recomputes them on clean images). `drop_features` is always active, as in the official code.
 
 # %%
 trainer, summary = ctx.train()

@@ -57,7 +57,7 @@ ctx.show(figures.draw_crossmatch_graph(eta=ctx.cfg.distill.eta), "loss_graph")
 
 # %%
 trainer, summary = ctx.train()
-model = trainer.eval_model()  # best.pt with BatchNorm statistics recomputed, as evaluation uses it
+model = trainer.eval_model()  # best.pt with the BatchNorm statistics evaluation uses (eval.bn)
 x, y, views = trainer.next_batch()
 shown = views.to("cpu")  # for the pictures
 print(f"{ctx.cfg.preset}: {summary['iterations']} iterations, test Dice {100 * summary['test']['dice']['mean']:.1f} % "

@@ -135,7 +135,7 @@ ctx.show(figures.grid_per_class(per_class, "variant" if "variant" in table else 
 #
 # `summary.md` compares each variant with the baseline, paired over seeds; the runner's
 # figures are in `figures/` of the results folder. Its qualitative panel predicts through
-# the same evaluation path as the scores (BatchNorm statistics recomputed).
+# the same evaluation path as the scores (the same BatchNorm statistics, `eval.bn`).
 
 # %%
 from IPython.display import Image, Markdown
