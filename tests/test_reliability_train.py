@@ -57,6 +57,23 @@ def copy_run(src, dst):
 
 
 # ------------------------------------------------------------------ 1. safe loading
+
+def _train_until_killed_at(cfg, out, data, monkeypatch, n: int) -> None:
+    """Train until the n-th step raises KeyboardInterrupt, as a kill between checkpoints would."""
+    real = Trainer.train_step
+    calls = {"n": 0}
+
+    def dying(self):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out, data=data)
+    monkeypatch.setattr(Trainer, "train_step", real)
+
 def test_pickle_payload_in_best_pt_runs_nothing(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path / "run")
     marker = tmp_path / "PWNED"
@@ -129,19 +146,7 @@ def test_lock_is_exclusive_between_processes(tmp_path):
 
 def test_resume_with_moved_data_root_and_cache(tmp_path, toy_data, monkeypatch):
     cfg = load_config("configs/supervised.yaml", TINY + ["train.iterations=4", "data.root=/data/old"])
-    real = Trainer.train_step
-    calls = {"n": 0}
-
-    def dying(self):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(Trainer, "train_step", dying)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "run", data=toy_data)
-    monkeypatch.setattr(Trainer, "train_step", real)
+    _train_until_killed_at(cfg, tmp_path / "run", toy_data, monkeypatch, 3)
     moved = load_config("configs/supervised.yaml", TINY + ["train.iterations=4", "data.root=/data/new",
                                                            "data.cache=false"])
     assert train(moved, tmp_path / "run", data=toy_data)["iterations"] == 4
@@ -239,19 +244,7 @@ def test_truncated_best_pt_on_evaluate(finished, tmp_path, capsys):
 
 def test_torn_last_metrics_line_is_tolerated(tmp_path, toy_data, monkeypatch):
     cfg = load_config("configs/supervised.yaml", TINY + ["train.iterations=4", "train.log_every=1"])
-    real = Trainer.train_step
-    calls = {"n": 0}
-
-    def dying(self):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(Trainer, "train_step", dying)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "run", data=toy_data)
-    monkeypatch.setattr(Trainer, "train_step", real)
+    _train_until_killed_at(cfg, tmp_path / "run", toy_data, monkeypatch, 4)
     with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
         f.write('{"iteration": 3, "lo')  # killed mid-write
     train(cfg, tmp_path / "run", data=toy_data)
