@@ -341,6 +341,10 @@ def main(argv=None) -> int:
             on_progress=progress)
 
     session.run("protocol", protocol)
+    # The trainer's run-folder lock (RUN/.lock) is released when training ends; the empty
+    # file would take one of the 8 files a device hands back, and a resume makes a new one.
+    for lock in out.rglob(".lock"):
+        lock.unlink(missing_ok=True)
 
     failed = any(s.get("status") == "error" for s in session.doc["steps"].values())
     if not (failed or args.keep_scratch):
