@@ -286,20 +286,20 @@ def main(argv=None) -> int:
                       data="acdc" if root else "toy_acdc", root=root or args.data_root,
                       threads=sp["threads"], sets=sp["sets"], extra=sp.get("extra", []))
         result = {"data": common["data"], "batch": sp["batch"], "size": sp["size"], "repeats": sp["repeats"]}
-        eager_out = scratch / f"speed_{device.type}_b{sp['batch']}_s{sp['size']}.json"
-        budget = session.allowance(plan["caps"]["speed"])
-        result["eager"] = (session_speed.run_bench(
-            session_speed.bench_command(eager_out, compiled=False, warmup=sp["warmup"], **common),
-            eager_out, budget, scratch / "speed_eager.log")
-            if budget >= 10 else {"status": "skipped", "reason": "budget"})
+        def bench(compiled: bool, cap: str, warmup: int, suffix: str) -> dict:
+            """One bench_step run in its own process, within what is left of its cap."""
+            out_json = scratch / f"speed_{device.type}_b{sp['batch']}_s{sp['size']}{suffix}.json"
+            budget = session.allowance(plan["caps"][cap])
+            if budget < 10:
+                return {"status": "skipped", "reason": "budget"}
+            return session_speed.run_bench(
+                session_speed.bench_command(out_json, compiled=compiled, warmup=warmup, **common),
+                out_json, budget, scratch / f"speed_{'compile' if compiled else 'eager'}.log")
+
+        result["eager"] = bench(False, "speed", sp["warmup"], "")
         session.set("speed", {"status": "running", **result})
         if device.type == "cuda":
-            comp_out = scratch / f"speed_{device.type}_b{sp['batch']}_s{sp['size']}_compile.json"
-            budget = session.allowance(plan["caps"]["speed_compile"])
-            result["compiled"] = (session_speed.run_bench(
-                session_speed.bench_command(comp_out, compiled=True, warmup=sp["compile_warmup"], **common),
-                comp_out, budget, scratch / "speed_compile.log")
-                if budget >= 10 else {"status": "skipped", "reason": "budget"})
+            result["compiled"] = bench(True, "speed_compile", sp["compile_warmup"], "_compile")
         else:
             # Inductor's CPU path builds C++ for minutes and says nothing about CUDA graphs.
             result["compiled"] = {"status": "skipped", "reason": "torch.compile is timed on CUDA only"}
