@@ -213,7 +213,7 @@ class UnlabeledViews:
     u_w: torch.Tensor  # weak view of the unlabeled batch
     m_w: torch.Tensor | None  # weak view of the CutMix source batch (None: in-batch source)
     strong: list[torch.Tensor]  # strong views of u, boxes already filled from the source
-    boxes: list[torch.Tensor]  # (B, H, W) CutMix box of each strong view
+    boxes: list[torch.Tensor]  # (B, H, W) or (B, X, Y, Z) CutMix box of each strong view
 
     def to(self, device: torch.device | str) -> "UnlabeledViews":
         """The same views on another device (a new object; this one is unchanged)."""
@@ -223,15 +223,24 @@ class UnlabeledViews:
 
 def make_unlabeled_views(u_w: torch.Tensor, m_w: torch.Tensor | None,
                          cfg: ImagePerturbConfig, gen: torch.Generator) -> UnlabeledViews:
-    """Strong views s_i of u and, for each, a box filled with the source's own strong view."""
+    """Strong views s_i of u and, for each, a box filled with the source's own strong view.
+    2D images (B, C, H, W) get the views of this module, 3D volumes (B, C, X, Y, Z) those
+    of views3d.py; the structure is the same."""
     n_views = cfg.strong_views if cfg.enabled else 0
-    b, _, h, _ = u_w.shape
+    b = u_w.shape[0]
+    if u_w.dim() == 5:
+        from . import views3d
+        strong_fn = views3d.strong_view
+        boxes_fn = lambda: views3d.cutmix_boxes(b, tuple(u_w.shape[2:]), cfg, gen, u_w.device)  # noqa: E731
+    else:
+        strong_fn = strong_view
+        boxes_fn = lambda: cutmix_boxes(b, u_w.shape[2], cfg, gen, u_w.device)  # noqa: E731
     strong, boxes = [], []
     for _ in range(n_views):
-        s = strong_view(u_w, cfg, gen)
-        box = cutmix_boxes(b, h, cfg, gen, u_w.device)
+        s = strong_fn(u_w, cfg, gen)
+        box = boxes_fn()
         if cfg.cutmix:
-            src = strong_view(m_w, cfg, gen) if m_w is not None else s.roll(1, dims=0)
+            src = strong_fn(m_w, cfg, gen) if m_w is not None else s.roll(1, dims=0)
             s = paste(s, src, box)
         strong.append(s)
         boxes.append(box)

@@ -23,20 +23,27 @@ import yaml
 
 @dataclass
 class DataConfig:
-    name: str = "acdc"  # toy_acdc | toy_isic | acdc | isic2018
+    name: str = "acdc"  # toy_acdc | toy_isic | acdc | isic2018 | folder | toy_la | la
     root: str = "data/ACDC"  # prepared dataset folder (ignored by the toy datasets)
     labeled: float = 3  # ACDC/toy_acdc: labeled patients; ISIC: fraction (<1) or count
     size: int = 256  # square training size; official "crop_size" (a resize, not a crop)
     split_file: Optional[str] = None  # JSON split written by an earlier run, to reuse it
     cache: bool = True  # keep the resized training arrays in <root>/cache for fast reloads
+    # 3D data (la, toy_la) only:
+    patch: list = field(default_factory=lambda: [112, 112, 80])  # training crop (x, y, z) in voxels
+    downsample: int = 1  # shrink every volume by this factor first (la_cpu: 2)
+    val_count: int = 8  # training scans held out as val (LA has no official val split)
 
 
 @dataclass
 class ModelConfig:
-    # SSL4MIS 2D UNet as the official CrossMatch ACDC code builds it.
+    # SSL4MIS 2D UNet as the official CrossMatch ACDC code builds it; arch vnet is the 3D
+    # V-Net of the official LA code (channels 16..256, encoder_dropout [0, 0, 0, 0, 0.5]).
+    arch: str = "unet"  # unet | vnet
     channels: list = field(default_factory=lambda: [16, 32, 64, 128, 256])
     encoder_dropout: list = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5])
-    upsample: str = "bilinear"  # bilinear (what the official code runs) | transpose (ConvTranspose2d)
+    upsample: str = "bilinear"  # unet: bilinear (what the official code runs) | transpose (ConvTranspose2d)
+    head_dropout: float = 0.0  # vnet: Dropout3d before the output convolution of a plain forward (official 0.5)
 
 
 @dataclass
@@ -57,6 +64,14 @@ class ImagePerturbConfig:
     cutmix_area: list = field(default_factory=lambda: [0.02, 0.4])
     cutmix_ratio: list = field(default_factory=lambda: [0.3, 1 / 0.3])
     cutmix_source: str = "second_batch"  # second_batch (official) | in_batch (batch rolled by one)
+    # 3D strong views (torchio, as the official LA code): bias field then gamma with probability
+    # bias_gamma_p, then the blur above. The colour jitter keys are 2D only.
+    bias_gamma: bool = True
+    bias_gamma_p: float = 0.8
+    bias_coefficient: float = 0.5  # torchio RandomBiasField(coefficients)
+    log_gamma: list = field(default_factory=lambda: [-0.5, 0.5])  # torchio RandomGamma(log_gamma)
+    # 3D box placement: official (the LA code's axis mix-up, views3d.py) | clean (each axis its own range)
+    cutmix_box_axes: str = "official"
 
 
 @dataclass
@@ -86,9 +101,14 @@ class DistillConfig:
 @dataclass
 class PseudoConfig:
     conf_thresh: float = 0.95
-    threshold_schedule: str = "fixed"  # fixed | ramp (linear from ramp_start to conf_thresh)
+    # fixed | ramp (linear from ramp_start to conf_thresh over ramp_fraction of training) |
+    # sigmoid (the official LA schedule: sigmoid ramp-up from ramp_start to conf_thresh over
+    # ramp_iterations, times thresh_scale; train.py conf_threshold says exactly)
+    threshold_schedule: str = "fixed"
     ramp_start: float = 0.5
-    ramp_fraction: float = 0.3  # share of training over which the ramp rises
+    ramp_fraction: float = 0.3
+    ramp_iterations: Optional[int] = None  # sigmoid only; None: train.iterations
+    thresh_scale: float = 1.0  # sigmoid only; the official LA code multiplies by ln 2 (0.693147)
     # Mode of the no-gradient pass on the CutMix source: official (train mode, as the official
     # code since 2025-12-10) | eval (official before that) | train | batch_stats (crossmatch_step.py)
     source_pass_mode: str = "official"
@@ -101,11 +121,15 @@ class LossConfig:
     strong: float = 0.5
     distill: float = 0.5
     normalizer: float = 2.0
+    # Dice of every loss term: over all classes (official ACDC) or the foreground only (official LA)
+    dice_background: bool = True
+    dice_smooth: float = 1e-4  # official ACDC 1e-4, LA 1e-5
 
 
 @dataclass
 class TrainConfig:
     iterations: int = 30000
+    optimizer: str = "sgd"  # sgd (official ACDC: momentum, nesterov) | adamw (official LA)
     batch_size: int = 12  # labeled images per iteration
     unlabeled_batch_size: Optional[int] = None  # default: batch_size (official)
     lr: float = 0.01
@@ -113,6 +137,7 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 1e-4
     poly_power: float = 0.9
+    poly_iterations: Optional[int] = None  # length of the poly decay; None: train.iterations (LA: 17000)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int = 0  # CPU threads for torch; 0: one per physical core
@@ -135,6 +160,8 @@ class EvalConfig:
     bn: str = "running"
     precise_bn_batches: int = 32
     precise_bn_batch_size: int = 16
+    # 3D only: sliding-window step in voxels of the training resolution (official LA: 18, 18, 4)
+    stride: list = field(default_factory=lambda: [18, 18, 4])
 
 
 @dataclass
@@ -151,17 +178,23 @@ class Config:
 
 
 CHOICES = {
-    "data.name": ("toy_acdc", "toy_isic", "acdc", "isic2018", "folder"),
+    "data.name": ("toy_acdc", "toy_isic", "acdc", "isic2018", "folder", "toy_la", "la"),
+    "model.arch": ("unet", "vnet"),
+    "train.optimizer": ("sgd", "adamw"),
+    "perturb.image.cutmix_box_axes": ("official", "clean"),
     "perturb.image.cutmix_source": ("second_batch", "in_batch"),
     "perturb.image.strong_views": (0, 1, 2),
     "model.upsample": ("bilinear", "transpose"),
     "distill.mode": ("hard", "soft"),
-    "pseudo.threshold_schedule": ("fixed", "ramp"),
+    "pseudo.threshold_schedule": ("fixed", "ramp", "sigmoid"),
     "pseudo.source_pass_mode": ("official", "eval", "train", "batch_stats"),
     "train.amp": ("auto", "bf16", "off"),
     "eval.bn": ("running", "precise"),
     "train.channels_last": ("auto", "on", "off"),
 }
+
+
+DATASETS_3D = ("toy_la", "la")
 
 
 class ConfigError(ValueError):
@@ -295,26 +328,38 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     """Defaults, then the YAML file (if any), then the key=value overrides, in that order."""
     cfg = Config()
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist; presets live in configs/ (e.g. configs/crossmatch.yaml)")
-        try:
-            data = yaml_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p} is not valid YAML ({_yaml_problem(e)}); fix that line, "
-                              "or start again from a preset in configs/") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read config file {p}: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping of sections at the top level")
-        try:
-            apply_dict(cfg, data)
-        except ConfigError as e:
-            raise ConfigError(f"{p}: {e}") from None
+        _apply_file(cfg, Path(path), ())
     for text in overrides:
         set_key(cfg, *parse_override(text))
     validate(cfg)
     return cfg
+
+
+def _apply_file(cfg: Config, p: Path, chain: tuple) -> None:
+    """Apply one YAML file; a top-level `extends: other.yaml` (relative to this file) is
+    applied first, so a preset states only how it differs from the one it builds on."""
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist; presets live in configs/ (e.g. configs/crossmatch.yaml)")
+    if p.resolve() in chain:
+        raise ConfigError(f"{p}: `extends` loops back to itself ({' -> '.join(str(c) for c in chain + (p,))})")
+    try:
+        data = yaml_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p} is not valid YAML ({_yaml_problem(e)}); fix that line, "
+                          "or start again from a preset in configs/") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {p}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections at the top level")
+    base = data.pop("extends", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{p}: extends must be a file name, e.g. extends: la.yaml")
+        _apply_file(cfg, p.parent / base, chain + (p.resolve(),))
+    try:
+        apply_dict(cfg, data)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
 
 
 def validate(cfg: Config) -> None:
@@ -327,10 +372,27 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"perturb.feature.{key} must lie in [0, 1), got {rate}")
     if cfg.train.iterations < 1:
         raise ConfigError("train.iterations must be at least 1")
-    if cfg.data.size % 16:
+    if cfg.train.poly_iterations is not None and cfg.train.poly_iterations < cfg.train.iterations:
+        raise ConfigError(f"train.poly_iterations ({cfg.train.poly_iterations}) must be at least train.iterations "
+                          f"({cfg.train.iterations}): the poly learning rate would turn negative; leave it unset "
+                          "to decay over train.iterations")
+    three_d = cfg.data.name in DATASETS_3D
+    if three_d != (cfg.model.arch == "vnet"):
+        raise ConfigError(f"data.name={cfg.data.name} is {'3D' if three_d else '2D'} data, but model.arch="
+                          f"{cfg.model.arch}; use model.arch={'vnet' if three_d else 'unet'} "
+                          f"(presets: configs/{'la' if three_d else 'crossmatch'}.yaml)")
+    if not three_d and cfg.data.size % 16:
         raise ConfigError(f"data.size must be a multiple of 16 (the UNet halves it four times), got {cfg.data.size}")
+    if three_d and (len(cfg.data.patch) != 3 or any(int(v) != v or v % 16 for v in cfg.data.patch)):
+        raise ConfigError(f"data.patch must be three multiples of 16 (the VNet halves it four times), "
+                          f"got {cfg.data.patch}")
+    if three_d and len(cfg.eval.stride) != 3:
+        raise ConfigError(f"eval.stride must be three step sizes (x, y, z), got {cfg.eval.stride}")
     if len(cfg.model.channels) != 5 or len(cfg.model.encoder_dropout) != 5:
-        raise ConfigError("model.channels and model.encoder_dropout need 5 entries, one per UNet level")
+        raise ConfigError("model.channels and model.encoder_dropout need 5 entries, one per network level")
+    if cfg.model.arch == "vnet" and any(cfg.model.encoder_dropout[:4]):
+        raise ConfigError("the VNet drops out its bottleneck only: model.encoder_dropout must be [0, 0, 0, 0, p], "
+                          f"got {cfg.model.encoder_dropout}")
     check_ranges(cfg)
 
 
@@ -387,6 +449,18 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 RANGES: dict[str, tuple] = {
     "data.labeled": (0, None, False, True),
     "data.size": (16, None, True, True),
+    "data.patch": (16, None, True, True),
+    "data.downsample": (1, None, True, True),
+    "data.val_count": (1, None, True, True),
+    "model.head_dropout": (0, 1, True, False),
+    "perturb.image.bias_gamma_p": (0, 1, True, True),
+    "perturb.image.bias_coefficient": (0, None, True, True),
+    "perturb.image.log_gamma": (-5, 5, True, True),
+    "pseudo.ramp_iterations": (1, None, True, True),
+    "pseudo.thresh_scale": (0, 1, False, True),
+    "loss.dice_smooth": (0, None, False, True),
+    "train.poly_iterations": (1, None, True, True),
+    "eval.stride": (1, None, True, True),
     "model.channels": (1, None, True, True),
     "model.encoder_dropout": (0, 1, True, False),
     "perturb.image.jitter_p": (0, 1, True, True),
@@ -422,7 +496,7 @@ RANGES: dict[str, tuple] = {
     "eval.precise_bn_batch_size": (1, None, True, True),
 }
 # Two-number lists read as [low, high].
-PAIRS = ("perturb.image.blur_sigma", "perturb.image.cutmix_area", "perturb.image.cutmix_ratio")
+PAIRS = ("perturb.image.blur_sigma", "perturb.image.cutmix_area", "perturb.image.cutmix_ratio", "perturb.image.log_gamma")
 DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:[0-9]+|mps)$")
 
 

@@ -17,7 +17,12 @@
          c, d  = Dice(p_s2^weak, p_w), Dice(p_s2^strong, p_w)
          e, f  = Dice(p_s2^weak, p_w^weak), Dice(p_s2^strong, p_w^strong)
          L_kd  = (1 - eta) * mean(a, b, c, d) + eta * mean(e, f)
-         L     = (L_x + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_kd) / 2       (official weights)
+         L     = (L_x + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_kd) / 2       (official ACDC weights;
+                                                                 LA: L_kd weighs 1)
+
+The same function serves 2D images (UNet) and 3D volumes (VNet): nothing below depends
+on the number of spatial axes. Dice runs over all classes (ACDC) or the foreground only
+(LA), as loss.dice_background says.
 
 Every switch of the config removes exactly its own terms, and a forward pass runs only
 when some term uses its output. The decoder calls group the same images as the
@@ -33,8 +38,10 @@ import torch
 from .augment import UnlabeledViews, paste
 from .batchnorm import batch_statistics
 from .config import Config
-from .losses import masked_dice_loss, masked_kl_loss, supervised_loss
-from .unet import UNet, cat_features, drop_features
+from torch import nn
+
+from .features import cat_features, drop_features
+from .losses import DiceSpec, masked_dice_loss, masked_kl_loss, supervised_loss
 
 
 @dataclass(eq=False)
@@ -79,6 +86,7 @@ class Plan:
     streams_on_strong: bool
     mode: str
     temperature: float
+    dice: DiceSpec = DiceSpec()
 
     @property
     def unlabeled(self) -> bool:
@@ -106,10 +114,11 @@ def plan_from(cfg: Config) -> Plan:
         streams_on_strong=bool(streams) and n_strong > 0 and fp.on_strong_view,
         mode=dc.mode,
         temperature=dc.temperature,
+        dice=DiceSpec(background=cfg.loss.dice_background, smooth=cfg.loss.dice_smooth),
     )
 
 
-def _decode_groups(model: UNet, groups: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+def _decode_groups(model: nn.Module, groups: list[list[torch.Tensor]]) -> list[torch.Tensor]:
     """Decode several feature pyramids in one decoder call; return one output each."""
     sizes = [g[0].shape[0] for g in groups]
     return list(model.decode(cat_features(*groups)).split(sizes, dim=0))
@@ -119,7 +128,7 @@ SOURCE_PASS_MODES = ("official", "eval", "train", "batch_stats")
 
 
 @torch.no_grad()
-def source_teachers(model: UNet, m_w: torch.Tensor, x: torch.Tensor, plan: Plan,
+def source_teachers(model: nn.Module, m_w: torch.Tensor, x: torch.Tensor, plan: Plan,
                     mode: str) -> dict[str, Teacher]:
     """Step 1: the CutMix source's clean (and, for the cross terms, perturbed) predictions.
 
@@ -166,11 +175,11 @@ def source_teachers(model: UNet, m_w: torch.Tensor, x: torch.Tensor, plan: Plan,
     return {n: Teacher(o.detach()) for n, o in zip(["clean"] + stream_names, outs)}
 
 
-def crossmatch_step(model: UNet, x: torch.Tensor, y: torch.Tensor, views: UnlabeledViews | None,
+def crossmatch_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, views: UnlabeledViews | None,
                     cfg: Config, plan: Plan, conf_thresh: float) -> StepOutput:
     lw = cfg.loss
     if not plan.unlabeled or views is None:
-        loss_x = supervised_loss(model(x), y)
+        loss_x = supervised_loss(model(x), y, plan.dice)
         return StepOutput(loss=lw.supervised * loss_x / lw.normalizer, terms={"x": loss_x.detach().item()})
 
     # 1. Teachers on the CutMix source batch.
@@ -212,10 +221,10 @@ def crossmatch_step(model: UNet, x: torch.Tensor, y: torch.Tensor, views: Unlabe
         keep = teacher.confidence >= conf_thresh
         if distill and plan.mode == "soft":
             return masked_kl_loss(student, teacher.logits, keep, plan.temperature)
-        return masked_dice_loss(student.float().softmax(dim=1), teacher.label, keep)
+        return masked_dice_loss(student.float().softmax(dim=1), teacher.label, keep, plan.dice)
 
     # 5. Loss terms.
-    terms: dict[str, torch.Tensor] = {"x": supervised_loss(p_x, y)}
+    terms: dict[str, torch.Tensor] = {"x": supervised_loss(p_x, y, plan.dice)}
     for i, p in enumerate(p_s):
         terms[f"s{i + 1}"] = unsup(p, t_views[i])
 

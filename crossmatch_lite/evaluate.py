@@ -2,8 +2,13 @@
 
 ACDC is scored in 3D per volume: every slice is predicted in 2D at the training size,
 the logits are resized back to the slice's native size (bilinear, as the official
-validation does), stacked, and compared with the native label volume. Scores are
-averaged over cases, then over foreground classes.
+validation does), stacked, and compared with the native label volume. LA volumes are
+predicted in 3D with MONAI's sliding_window_inference: windows of the training patch,
+stepped by eval.stride voxels (the official LA test's window grid), softmax averaged
+where windows overlap (as the official test averages its score maps); a model trained on
+shrunk volumes (data.downsample) sees the case shrunk the same way, and its
+probabilities are resized back to the native grid before the argmax. Scores are averaged
+over cases, then over foreground classes.
 
 HD95 and ASD come from MONAI. They differ from medpy's `hd95`/`asd`: MONAI takes the
 95th percentile of each directed surface distance set and reports the larger of the
@@ -26,6 +31,7 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
 from monai.metrics import (compute_average_surface_distance, compute_dice,
                            compute_hausdorff_distance, compute_iou)
 
@@ -47,6 +53,33 @@ def predict_case(model, case: Case, size: int, device: torch.device, batch: int 
         logits = F.interpolate(logits.float(), (h, w), mode="bilinear", align_corners=False)
         out[start:start + batch] = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
     return out
+
+
+def window_overlap(patch, stride) -> list[float]:
+    """MONAI's overlap for a window step of `stride` voxels. MONAI steps by
+    int(roi * (1 - overlap)); the half voxel keeps that at `stride` despite float rounding."""
+    return [1.0 - (s + 0.5) / p for s, p in zip(stride, patch)]
+
+
+@torch.no_grad()
+def predict_volume(model, case: Case, patch, stride, downsample: int, device: torch.device,
+                   batch: int = 4, autocast=None) -> np.ndarray:
+    """(X, Y, Z) uint8 prediction of one 3D case at its native resolution."""
+    model.eval()
+    img = torch.from_numpy(np.ascontiguousarray(case.image))[None].float().to(device)
+    native = img.shape[2:]
+    if downsample > 1:
+        img = F.interpolate(img, size=[max(1, round(s / downsample)) for s in native], mode="area")
+
+    def probabilities(x: torch.Tensor) -> torch.Tensor:
+        return model(x).float().softmax(dim=1)
+
+    with autocast if autocast is not None else torch.autocast(device.type, enabled=False):
+        prob = sliding_window_inference(img, roi_size=list(patch), sw_batch_size=batch, predictor=probabilities,
+                                        overlap=window_overlap(patch, stride), mode="constant")
+    if downsample > 1:
+        prob = F.interpolate(prob.float(), size=list(native), mode="trilinear", align_corners=False)
+    return prob.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
 
 
 def _one_hot(vol: np.ndarray, k: int) -> torch.Tensor:
@@ -114,10 +147,16 @@ def _num(v) -> float | None:
 
 def evaluate_cases(model, cases: list[Case], num_classes: int, class_names: list[str], size: int,
                    device: torch.device, distances: bool = True, batch: int = 32,
-                   autocast=None, keep_predictions: bool = False) -> dict:
+                   autocast=None, keep_predictions: bool = False, window: dict | None = None) -> dict:
+    """Scores of `cases`. 2D data: slices resized to `size`. 3D data: `window` gives the
+    sliding window, dict(patch=..., stride=..., downsample=...)."""
     per_case = []
     for case in cases:
-        pred = predict_case(model, case, size, device, batch, autocast)
+        if window is not None:
+            pred = predict_volume(model, case, window["patch"], window["stride"], window["downsample"],
+                                  device, batch, autocast)
+        else:
+            pred = predict_case(model, case, size, device, batch, autocast)
         row = {"id": case.id, "scores": case_scores(pred, case.label, num_classes, case.spacing, distances)}
         if keep_predictions:
             row["prediction"] = pred

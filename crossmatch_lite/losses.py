@@ -1,4 +1,4 @@
-"""Masked segmentation losses, computed for all classes at once.
+"""Masked segmentation losses, computed for all classes at once, for 2D and 3D maps alike.
 
 The official code evaluates Dice class by class and gathers the kept pixels
 (`score[ignore != 1]`), which copies the tensors once per class and term. Multiplying
@@ -7,34 +7,47 @@ every class is handled in one vectorised reduction.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-DICE_SMOOTH = 1e-4  # the official ACDC DiceLoss's smoothing constant
+DICE_SMOOTH = 1e-4  # the official ACDC DiceLoss's smoothing constant (the LA code's is 1e-5)
+
+
+@dataclass(frozen=True)
+class DiceSpec:
+    """Which classes a Dice loss averages over, and its smoothing constant. The official
+    ACDC loss averages every class, background included; the official LA loss scores the
+    foreground channel alone (`dice_loss(p[:, 1], y == 1)`), with smoothing 1e-5."""
+    background: bool = True
+    smooth: float = DICE_SMOOTH
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(B, H, W) class ids -> (B, K, H, W) float."""
-    return F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).to(torch.float32)
+    """(B, *spatial) class ids -> (B, K, *spatial) float."""
+    return F.one_hot(labels.long(), num_classes).movedim(-1, 1).to(torch.float32)
 
 
 def masked_dice_loss(probs: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None,
-                     smooth: float = DICE_SMOOTH) -> torch.Tensor:
-    """Multi-class soft Dice loss over the kept pixels, background included.
+                     spec: DiceSpec = DiceSpec()) -> torch.Tensor:
+    """Multi-class soft Dice loss over the kept pixels (or voxels).
 
-    probs: (B, K, H, W) softmax output; labels: (B, H, W); keep: (B, H, W) in {0, 1} or
-    None for all pixels. Per class k the sums run over every kept pixel of the batch:
-    1 - (2 sum p_k y_k + s) / (sum p_k^2 + sum y_k^2 + s); the loss is the class mean.
+    probs: (B, K, *spatial) softmax output; labels: (B, *spatial); keep: (B, *spatial) in
+    {0, 1} or None for all pixels. Per class k the sums run over every kept pixel of the
+    batch: 1 - (2 sum p_k y_k + s) / (sum p_k^2 + sum y_k^2 + s); the loss is the mean over
+    the classes `spec` names (all, or all but the background).
     """
     probs = probs.float()
     target = one_hot(labels, probs.shape[1])
     w = torch.ones_like(labels, dtype=torch.float32) if keep is None else keep.float()
     w = w.unsqueeze(1)
-    dims = (0, 2, 3)
+    dims = (0,) + tuple(range(2, probs.dim()))
     inter = (probs * target * w).sum(dims)
     y_sum = (target * w).sum(dims)  # target is 0/1, so target^2 == target
     z_sum = (probs * probs * w).sum(dims)
-    return (1.0 - (2.0 * inter + smooth) / (z_sum + y_sum + smooth)).mean()
+    per_class = 1.0 - (2.0 * inter + spec.smooth) / (z_sum + y_sum + spec.smooth)
+    return (per_class if spec.background else per_class[1:]).mean()
 
 
 def masked_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -52,7 +65,7 @@ def masked_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return (kl * w).sum() / w.sum().clamp_min(1.0) * (t * t)
 
 
-def supervised_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def supervised_loss(logits: torch.Tensor, labels: torch.Tensor, spec: DiceSpec = DiceSpec()) -> torch.Tensor:
     """L_x = (CE + Dice) / 2 on the labeled batch."""
     ce = F.cross_entropy(logits.float(), labels.long())
-    return (ce + masked_dice_loss(logits.float().softmax(dim=1), labels)) / 2.0
+    return (ce + masked_dice_loss(logits.float().softmax(dim=1), labels, spec=spec)) / 2.0

@@ -66,11 +66,14 @@ def locked(out: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+def data_fingerprint(images: np.ndarray | list, labels: np.ndarray | list) -> str:
     """A hash of the training arrays as trained on: the same data give the same value
-    whichever folder or cache they were read from."""
+    whichever folder or cache they were read from. 3D data come as lists of volumes."""
     h = hashlib.blake2b(digest_size=16)
-    for arr in (images, labels):
+    arrays = [images, labels]
+    if isinstance(images, list):
+        arrays = list(images) + list(labels)
+    for arr in arrays:
         arr = np.ascontiguousarray(arr)
         h.update(f"{arr.dtype.str}{arr.shape}".encode())
         flat = arr.reshape(-1)

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import CheckpointError, load_checkpoint
 from .augment import UnlabeledViews, make_unlabeled_views, quantize_8bit, weak_view
+from . import views3d
 from .batchnorm import recompute_statistics
 from .config import Config, save_config, to_dict
 from .crossmatch_step import StepOutput, crossmatch_step, plan_from
@@ -37,8 +38,7 @@ from .run_folder import RESUME_FREE_KEYS, RunLocked, RunMismatch, check_identity
 from .runtime import autocast_for, configure_threads, pick_device, seed_everything, use_channels_last
 from .sampling import EpochSampler
 from .switches import contradiction_warning
-from . import unet
-from .unet import UNet
+from . import networks
 
 __all__ = ["RESUME_FREE_KEYS", "RunLocked", "RunMismatch", "RunRefused", "Trainer", "TrainingDiverged", "train"]
 
@@ -51,8 +51,8 @@ class RunRefused(RuntimeError):
     """A run that cannot work with these data and switches; refused before training."""
 
 
-def build_model(cfg: Config, data: SegData) -> UNet:
-    return unet.build_model(cfg.model, data.in_channels, data.num_classes)
+def build_model(cfg: Config, data: SegData) -> torch.nn.Module:
+    return networks.build_model(cfg.model, data.in_channels, data.num_classes)
 
 
 def _device(name: str) -> torch.device:
@@ -71,15 +71,43 @@ def _device(name: str) -> torch.device:
 
 
 def poly_lr(cfg: Config, it: int) -> float:
-    return cfg.train.lr * (1 - it / cfg.train.iterations) ** cfg.train.poly_power
+    horizon = cfg.train.poly_iterations or cfg.train.iterations
+    return cfg.train.lr * (1 - it / horizon) ** cfg.train.poly_power
+
+
+def sigmoid_rampup(current: float, length: float) -> float:
+    """exp(-5 (1 - t)^2) for t = current / length clipped to [0, 1] (Laine & Aila, 2017)."""
+    if length == 0:
+        return 1.0
+    phase = 1.0 - min(max(current, 0.0), length) / length
+    return math.exp(-5.0 * phase * phase)
 
 
 def conf_threshold(cfg: Config, it: int) -> float:
+    """The confidence threshold of iteration `it` (0-based).
+
+    sigmoid is the official LA schedule. The official loop updates its threshold after
+    each step from the step's own counter, so iteration it >= 1 uses
+        thresh_scale * (ramp_start + (conf_thresh - ramp_start) * sigmoid_rampup(it - 1, R)),
+    and iteration 0 uses the command-line value, ramp_start, without the scale.
+    """
     p = cfg.pseudo
     if p.threshold_schedule == "fixed":
         return p.conf_thresh
+    if p.threshold_schedule == "sigmoid":
+        if it == 0:
+            return p.ramp_start
+        ramp = sigmoid_rampup(it - 1, p.ramp_iterations or cfg.train.iterations)
+        return p.thresh_scale * (p.ramp_start + (p.conf_thresh - p.ramp_start) * ramp)
     ramp = max(1.0, p.ramp_fraction * cfg.train.iterations)
     return p.ramp_start + (p.conf_thresh - p.ramp_start) * min(1.0, it / ramp)
+
+
+def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)
 
 
 class Trainer:
@@ -95,12 +123,15 @@ class Trainer:
         self.data = data if data is not None else load_data(cfg.data, seed=cfg.train.seed)
         self.plan = plan_from(cfg)
         self.model = build_model(cfg, self.data).to(self.device)
-        if use_channels_last(self.device, cfg.train):
+        self.three_d = self.data.spatial_dims == 3
+        if self.three_d != (cfg.model.arch == "vnet"):
+            raise RunRefused(f"data {self.data.name} is {self.data.spatial_dims}D but model.arch={cfg.model.arch}")
+        self.channels_last = use_channels_last(self.device, cfg.train) and not self.three_d
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_model = torch.compile(self.model) if cfg.train.compile else self.model
         t = cfg.train
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=t.lr, momentum=t.momentum,
-                                   nesterov=t.nesterov, weight_decay=t.weight_decay)
+        self.opt = make_optimizer(cfg, self.model.parameters())
         self.autocast = autocast_for(self.device, t)
         bu = t.unlabeled_batch_size or t.batch_size
         # Only the samplers the step draws from: a supervised run on every training image
@@ -110,9 +141,14 @@ class Trainer:
                   "source": (self.data.unlabeled_idx, bu, t.seed + 2) if self.plan.second_batch_source else None}
         self.samplers = {k: EpochSampler(*v) for k, v in wanted.items() if v is not None and len(v[0])}
         self.aug_gen = torch.Generator().manual_seed(t.seed + 3)
-        # The whole training set is small once resized: keep it on the device.
-        self.images = torch.from_numpy(np.array(self.data.train_images)).to(self.device)
-        self.labels = torch.from_numpy(np.array(self.data.train_labels)).to(self.device)
+        # The whole training set is small once resized: keep it on the device (3D: one
+        # tensor per volume, as their sizes differ).
+        if self.three_d:
+            self.images = [torch.from_numpy(v).to(self.device) for v in self.data.train_images]
+            self.labels = [torch.from_numpy(v).to(self.device) for v in self.data.train_labels]
+        else:
+            self.images = torch.from_numpy(np.array(self.data.train_images)).to(self.device)
+            self.labels = torch.from_numpy(np.array(self.data.train_labels)).to(self.device)
         self.iteration = 0
         self.best = -1.0
         self.best_iteration = -1
@@ -188,11 +224,29 @@ class Trainer:
         idx = torch.from_numpy(self.samplers[name].next()).to(self.device)
         return self.images[idx].float(), self.labels[idx]
 
+    def _volumes(self, name: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        idx = self.samplers[name].next()
+        return [self.images[i].float() for i in idx], [self.labels[i] for i in idx]
+
+    def _next_batch_3d(self) -> tuple[torch.Tensor, torch.Tensor, UnlabeledViews | None]:
+        patch = tuple(self.cfg.data.patch)
+        x, y = views3d.weak_view(*self._volumes("labeled"), patch, self.aug_gen)
+        views = None
+        if self.plan.unlabeled:
+            u_w, _ = views3d.weak_view(self._volumes("unlabeled")[0], None, patch, self.aug_gen)
+            m_w = None
+            if self.plan.second_batch_source:
+                m_w, _ = views3d.weak_view(self._volumes("source")[0], None, patch, self.aug_gen)
+            views = make_unlabeled_views(u_w, m_w, self.cfg.perturb.image, self.aug_gen)
+        return x, y.long(), views
+
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, UnlabeledViews | None]:
         """One iteration's inputs, as `train_step` feeds them to `crossmatch_step`: the weak
         view of a labeled batch `x` with its masks `y`, and the unlabeled views (None for a
         supervised run). Draws from the run's samplers and augmentation generator, so
         notebooks that call it see exactly what training sees."""
+        if self.three_d:
+            return self._next_batch_3d()
         x, y = weak_view(*self._batch("labeled"), self.aug_gen)
         views = None
         if self.plan.unlabeled:
@@ -202,7 +256,7 @@ class Trainer:
                 m_w, _ = weak_view(self._batch("source")[0], None, self.aug_gen)
                 m_w = quantize_8bit(m_w)
             views = make_unlabeled_views(quantize_8bit(u_w), m_w, self.cfg.perturb.image, self.aug_gen)
-        if use_channels_last(self.device, self.cfg.train):
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y, views
 
@@ -248,7 +302,11 @@ class Trainer:
             return self.model
         idx = self.data.labeled_idx if not self.plan.unlabeled else \
             np.concatenate([self.data.labeled_idx, self.data.unlabeled_idx])
-        images = self.images[torch.from_numpy(idx).to(self.device)]
+        if self.three_d:  # one centre patch per volume
+            images = torch.stack([views3d.centre_crop(self.images[i].float(), tuple(self.cfg.data.patch))
+                                  for i in idx])
+        else:
+            images = self.images[torch.from_numpy(idx).to(self.device)]
         return recompute_statistics(self.model, images, e.precise_bn_batches, e.precise_bn_batch_size,
                                     seed=self.cfg.train.seed, autocast=autocast_for(self.device, self.cfg.train))
 
@@ -259,7 +317,15 @@ class Trainer:
                               d.class_names, self.cfg.data.size,
                               self.device, distances=distances, batch=self.cfg.eval.batch_slices,
                               autocast=autocast_for(self.device, self.cfg.train),
-                              keep_predictions=keep_predictions)
+                              keep_predictions=keep_predictions, window=self.window)
+
+    @property
+    def window(self) -> dict | None:
+        """The sliding window of 3D evaluation (None for 2D data)."""
+        if not self.three_d:
+            return None
+        return {"patch": tuple(self.cfg.data.patch), "stride": tuple(self.cfg.eval.stride),
+                "downsample": self.data.downsample}
 
     def _validate_and_save(self, log) -> None:
         val = self.evaluate(self.data.val_cases)

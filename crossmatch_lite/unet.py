@@ -13,8 +13,9 @@ bilinear up-step is what runs (1,813,764 parameters for 1 channel and 4 classes)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .features import cat_features, drop_features  # noqa: F401  (re-exported for notebooks)
 
 
 class ConvBlock(nn.Sequential):
@@ -76,23 +77,3 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
-
-
-def drop_features(feats: list[torch.Tensor], rate: float) -> list[torch.Tensor]:
-    """Channel dropout on every encoder level.
-
-    Always active (training=True), also when the model is in eval mode: in the official
-    code the perturbation modules are not registered submodules, so model.eval() never
-    switches them off, and the no-gradient pass on the CutMix source is perturbed too.
-    """
-    return [F.dropout2d(f, rate, training=True) for f in feats]
-
-
-def cat_features(*groups: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Stack several feature pyramids along the batch so one decoder call serves them all."""
-    return [torch.cat(level, dim=0) for level in zip(*groups)]
-
-
-def build_model(model_cfg, in_channels: int, num_classes: int) -> UNet:
-    """The network a config describes (`model_cfg` is the config's `model` section)."""
-    return UNet(in_channels, num_classes, model_cfg.channels, model_cfg.encoder_dropout, model_cfg.upsample)

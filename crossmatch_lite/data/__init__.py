@@ -1,7 +1,7 @@
 """Data layer: every dataset becomes one SegData (resized training arrays + native cases).
 
     from crossmatch_lite.data import load_data
-    data = load_data(cfg.data, seed)   # cfg.data.name: toy_acdc | toy_isic | acdc | isic2018 | folder
+    data = load_data(cfg.data, seed)   # cfg.data.name: toy_acdc | toy_isic | acdc | isic2018 | folder | toy_la | la
 
 `seed` only chooses labeled subsets that are not fixed by the dataset (toy data, ISIC
 fractions, ACDC counts other than 1/3/7); the data themselves never depend on it.
@@ -15,7 +15,7 @@ from .splitting import DataError
 
 __all__ = ["Case", "DataError", "SegData", "load_data", "DATASETS"]
 
-DATASETS = ("toy_acdc", "toy_isic", "acdc", "isic2018", "folder")
+DATASETS = ("toy_acdc", "toy_isic", "acdc", "isic2018", "folder", "toy_la", "la")
 
 
 def load_data(cfg, seed: int) -> SegData:
@@ -36,4 +36,10 @@ def load_data(cfg, seed: int) -> SegData:
     if name == "folder":
         from .folder import load_folder
         return load_folder(cfg, seed)
+    if name == "toy_la":
+        from .toy_la import load_toy_la
+        return load_toy_la(cfg, seed)
+    if name == "la":
+        from .la import load_la
+        return load_la(cfg, seed)
     raise DataError(f"unknown data.name '{name}'; choose one of {', '.join(DATASETS)}")

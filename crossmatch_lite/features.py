@@ -1,0 +1,25 @@
+"""Feature pyramids: the perturbation CrossMatch applies to them, and batching them.
+
+Shared by the 2D UNet and the 3D VNet: both split into `encode` (a list of feature maps,
+shallow to deep) and `decode`, so the step can decode the same encoder features several
+ways (clean, weak dropout, strong dropout) with one decoder.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def drop_features(feats: list[torch.Tensor], rate: float) -> list[torch.Tensor]:
+    """Channel dropout on every encoder level (Dropout2d for 2D maps, Dropout3d for 3D).
+
+    Always active (training=True), also when the model is in eval mode: in the official
+    code the perturbation modules are not registered submodules, so model.eval() never
+    switches them off, and the no-gradient pass on the CutMix source is perturbed too.
+    """
+    return [(F.dropout3d if f.dim() == 5 else F.dropout2d)(f, rate, training=True) for f in feats]
+
+
+def cat_features(*groups: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Stack several feature pyramids along the batch so one decoder call serves them all."""
+    return [torch.cat(level, dim=0) for level in zip(*groups)]
