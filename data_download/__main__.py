@@ -1,18 +1,25 @@
-"""Command line: ``python -m data_download {acdc,isic2018,check} ...``."""
+"""Command line: ``python -m data_download {acdc,isic2018,la,check} ...``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from .errors import DataDownloadError
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mirror", metavar="URL",
-                   help="replace the public host: an http(s) base URL, a file:// URL or a local "
-                        "folder holding the same files")
+def _wrap(text: str) -> str:
+    return "\n".join(textwrap.fill(p, 88, break_on_hyphens=False) for p in text.split("\n"))
+
+
+MIRROR_HELP = ("replace the public host: an http(s) base URL, a file:// URL or a local folder "
+               "holding the same files")
+
+
+def _common(p: argparse.ArgumentParser, mirror_help: str = MIRROR_HELP) -> None:
+    p.add_argument("--mirror", metavar="URL", help=mirror_help)
     p.add_argument("--retries", type=int, default=5,
                    help="attempts without progress before a download gives up (default 5)")
     p.add_argument("--backoff", type=float, default=1.0,
@@ -23,8 +30,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m data_download",
-        description="Download and prepare ACDC and ISIC 2018 Task 1. Safe to interrupt and "
-                    "re-run: finished steps are skipped, downloads resume.")
+        description="Download and prepare ACDC, ISIC 2018 Task 1 and the Left Atrium (LA). Safe "
+                    "to interrupt and re-run: finished steps are skipped, downloads resume.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("acdc", help="ACDC cardiac MRI -> SSL4MIS HDF5 layout in DEST/data")
@@ -46,6 +53,21 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--cleanup", action="store_true",
                    help="delete the downloaded zips after a split is written")
     _common(i)
+
+    from . import sources
+    la = sub.add_parser(
+        "la", help="Left Atrium 2018 (UA-MT preprocessed, 100 volumes) -> DEST/<ID>/mri_norm2.h5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_wrap("The 100 Left Atrium volumes (2018 Atrial Segmentation Challenge, UA-MT "
+                    "preprocessing, 233 MB) and the 8 split lists as published in AiEson/CrossMatch "
+                    f"at commit {sources.CROSSMATCH_COMMIT[:12]}, each checked against the shipped "
+                    "SHA-256 manifest. DEST gets <ID>/mri_norm2.h5 and train.list, test.list, "
+                    "train_{4,8,16}_{label,unlabel}.list. Interrupted downloads resume."),
+        epilog=_wrap(sources.LA_CITATION))
+    la.add_argument("--dest", type=Path, required=True)
+    _common(la, "a copy of CrossMatch's LA/data/ folder (holding '2018LA_Seg_Training Set/'): an "
+                "http(s) base URL, a file:// URL or a local folder (default: raw.githubusercontent.com "
+                "at the pinned commit)")
 
     c = sub.add_parser("check", help="verify a prepared dataset folder and report what is wrong")
     c.add_argument("dest", type=Path)
@@ -70,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
                                retries=args.retries, backoff=args.backoff,
                                progress=not args.quiet, cleanup=args.cleanup)
             isic.run(opt)
+        elif args.command == "la":
+            from . import la
+            la.run(la.Options(dest=args.dest, mirror=args.mirror, retries=args.retries,
+                              backoff=args.backoff, progress=not args.quiet))
         else:
             from . import check
             problems, summary = check.check(args.dest, quick=args.quick)

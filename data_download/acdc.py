@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import acdc_convert, manifest, sources
 from .archive import safe_extract
 from .errors import DataDownloadError
-from .fsutil import Markers, check_free_space, ensure_writable, human_bytes, remove_stale_tmp, write_text_atomic
+from .fsutil import Markers, check_free_space, ensure_writable, remove_stale_tmp, write_text_atomic
 from .http_fetch import fetch, join_url
 
 # Bump when the conversion changes, so old per-patient outputs are redone.
@@ -179,39 +179,10 @@ def run_h5(opt: Options, entries: list[manifest.Entry] | None = None, threads: i
         return markers.read("acdc")
     ensure_writable(dest)
 
-    def target(e: manifest.Entry) -> Path:
-        return dest / local_name(e.path)
-
-    # Files are renamed into place only after their SHA-256 matched, so an
-    # existing file of the right size is a finished one.
-    todo = [e for e in entries if not (target(e).is_file() and target(e).stat().st_size == e.size)]
-    need = sum(e.size for e in todo)
-    check_free_space(dest, need, "the published ACDC HDF5 files")
-    opt.log(f"{len(entries) - len(todo)} of {len(entries)} files present; fetching "
-            f"{len(todo)} ({human_bytes(need)}) from {h5_base(opt.mirror)}")
-    base = h5_base(opt.mirror)
-    failures = []
-    with tqdm(total=need, unit="B", unit_scale=True, unit_divisor=1024, desc="ACDC h5",
-              disable=not opt.progress) as bar, cf.ThreadPoolExecutor(threads) as pool:
-        def one(e: manifest.Entry) -> None:
-            fetch(join_url(base, e.path), target(e), expected_size=e.size, sha256=e.sha256,
-                  retries=opt.retries, backoff=opt.backoff, register_hint=sources.ACDC_REGISTER,
-                  progress=False, log=opt.log)
-
-        futures = {pool.submit(one, e): e for e in todo}
-        for fut in cf.as_completed(futures):
-            e = futures[fut]
-            try:
-                fut.result()
-            except DataDownloadError as err:
-                failures.append(str(err))
-            bar.update(e.size)
-    if failures:
-        shown = "\n  ".join(failures[:5])
-        raise DataDownloadError(
-            f"{len(failures)} of {len(todo)} files failed (finished files are kept; re-run to "
-            f"retry the rest):\n  {shown}"
-        )
+    manifest.fetch_entries(
+        entries, h5_base(opt.mirror), lambda e: dest / local_name(e.path),
+        what="the published ACDC HDF5 files", desc="ACDC h5", retries=opt.retries, backoff=opt.backoff,
+        threads=threads, progress=opt.progress, register_hint=sources.ACDC_REGISTER, log=opt.log)
     volumes = sum(1 for e in entries if "/slices/" not in e.path)
     summary = {"source": "h5", "volumes": volumes, "slices": len(entries) - volumes,
                "patients": volumes // 2, "skipped": []}

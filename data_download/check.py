@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -26,11 +27,14 @@ def check(dest: Path, quick: bool = False) -> tuple[list[str], str]:
         return [f"{dest} does not exist"], ""
     if (dest / "data").is_dir() or Markers(dest).read("acdc"):
         return check_acdc(dest, quick)
+    if Markers(dest).read("la") or ((dest / "train.list").is_file()
+                                    and any(dest.glob("*/mri_norm2.h5"))):
+        return check_la(dest, quick)
     if any((dest / f"{s}.h5").exists() for s in sources.ISIC_SPLITS) or any(
             Markers(dest).read(f"isic-{s}") for s in sources.ISIC_SPLITS):
         return check_isic(dest, quick)
-    return [f"{dest} holds neither an ACDC (data/) nor an ISIC (<split>.h5) dataset; run "
-            f"'python -m data_download acdc|isic2018 --dest {dest}'"], ""
+    return [f"{dest} holds no ACDC (data/), LA (<ID>/mri_norm2.h5, train.list) or ISIC "
+            f"(<split>.h5) dataset; run 'python -m data_download acdc|la|isic2018 --dest {dest}'"], ""
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -55,7 +59,8 @@ def check_acdc(dest: Path, quick: bool) -> tuple[list[str], str]:
         if key in info and info[key] != found:
             problems.append(f"{data}: expected {info[key]} {key}, found {found}; {redo}")
     if info.get("source") == "h5":
-        problems += _check_against_manifest(dest, quick)
+        problems += _check_against_manifest(
+            manifest.load(), lambda e: dest / e.path[len(sources.CROSSMATCH_PREFIX):], quick)
         quick = True  # byte-identical to the published files: values need no re-check
     for name, path in sorted(volumes.items()):
         problems += _check_volume(path, slices, quick)
@@ -65,10 +70,11 @@ def check_acdc(dest: Path, quick: bool) -> tuple[list[str], str]:
     return problems, summary
 
 
-def _check_against_manifest(dest: Path, quick: bool) -> list[str]:
+def _check_against_manifest(entries: list[manifest.Entry], target: Callable[[manifest.Entry], Path],
+                            quick: bool) -> list[str]:
     problems = []
-    for e in manifest.load():
-        p = dest / e.path[len(sources.CROSSMATCH_PREFIX):]
+    for e in entries:
+        p = target(e)
         if not p.is_file():
             problems.append(f"{p}: missing; re-run the download")
         elif p.stat().st_size != e.size:
@@ -120,6 +126,82 @@ def _check_volume(path: Path, slices: dict[str, Path], quick: bool) -> list[str]
              and int(SLICE_RE.match(n).group(3)) > z]
     problems += [f"{slices[n]}: beyond the volume's {z} slices; delete it" for n in extra]
     return problems
+
+
+def check_la(dest: Path, quick: bool, entries: list[manifest.Entry] | None = None
+             ) -> tuple[list[str], str]:
+    """The published LA files: all there (SHA-256 unless quick), lists consistent, HDF5 sane."""
+    from . import la
+    entries = manifest.load(manifest.LA_MANIFEST) if entries is None else entries
+    problems: list[str] = []
+    redo = f"re-run 'python -m data_download la --dest {dest}'"
+    info = Markers(dest).read(la.STEP)
+    if info is None:
+        problems.append(f"{dest}: no completion marker ({STATE_DIR}/{la.STEP}.done): the download "
+                        f"did not finish; {redo}")
+    problems += _check_against_manifest(entries, lambda e: dest / la.local_name(e.path), quick)
+    expected = set(la.volume_ids(entries))
+    found = {p.parent.name for p in dest.glob(f"*/{la.VOLUME}")}
+    problems += [f"{dest / i / la.VOLUME}: not a published volume (not in the manifest); remove it"
+                 for i in sorted(found - expected)]
+    lists: dict[str, list[str]] = {}
+    for name in sources.LA_LISTS:
+        p = dest / name
+        if p.is_file():
+            lists[name] = [line.strip() for line in p.read_text().splitlines() if line.strip()]
+    train, test = set(lists.get("train.list", [])), set(lists.get("test.list", []))
+    for i in sorted((train | test) - found - expected):
+        problems.append(f"{dest / i / la.VOLUME}: listed but missing; {redo}")
+    # The lists are tiny: always compare them byte for byte, so that an inconsistency in
+    # lists exactly as published (see below) is a note, not a fault of this folder.
+    published = {la.local_name(e.path): e.sha256 for e in entries if e.path.endswith(".list")}
+    as_published = all(name in lists and sha256_of(dest / name) == sha
+                       for name, sha in published.items())
+    issues = []
+    if train & test:
+        issues.append(f"{len(train & test)} IDs are in both train.list and test.list")
+    if train or test:
+        missing = found - train - test
+        if missing:
+            issues.append(f"{len(missing)} volumes are in neither train.list nor test.list")
+    for n in (4, 8, 16):
+        lab, unl = lists.get(f"train_{n}_label.list"), lists.get(f"train_{n}_unlabel.list")
+        if lab is None or unl is None:
+            continue
+        both, left = set(lab) & set(unl), train - set(lab) - set(unl)
+        if len(lab) != n or both or left or (set(lab) | set(unl)) - train:
+            issues.append(f"train_{n}_label.list ({len(lab)}) and train_{n}_unlabel.list "
+                          f"({len(unl)}) do not split train.list: {len(both)} IDs in both, "
+                          f"{len(left)} training IDs in neither")
+    notes = []
+    if as_published:
+        notes = [f"{i} (as published)" for i in issues]
+    else:
+        problems += [f"{dest}: {i}; {redo}" for i in issues]
+    for i in sorted(found):
+        path = dest / i / la.VOLUME
+        try:
+            with h5py.File(path, "r") as f:
+                img, lab = f.get("image"), f.get("label")
+                if img is None or lab is None:
+                    problems.append(f"{path}: datasets {sorted(f.keys())}, expected image and "
+                                    f"label; delete it and {redo}")
+                elif (img.dtype != np.float32 or lab.dtype != np.uint8 or img.ndim != 3
+                      or img.shape != lab.shape):
+                    problems.append(f"{path}: image {img.dtype}{img.shape} / label "
+                                    f"{lab.dtype}{lab.shape}, expected float32 and uint8 of equal "
+                                    f"3-D shape; delete it and {redo}")
+        except OSError as e:
+            problems.append(f"{path}: unreadable HDF5 ({e}); delete it and {redo}")
+    parts = sorted(dest.glob("*.part")) + sorted(dest.glob("*/*.part"))
+    problems += [f"{p}: partial download of an interrupted run; {redo} to finish it" for p in parts]
+    problems += _leftovers(dest)
+    summary = (f"LA OK: {len(found)} volumes in {dest}; train.list {len(train)}, test.list "
+               f"{len(test)}; "
+               + ("sizes" if quick else "SHA-256") + " match the published files")
+    if notes:
+        summary += "\nnote: " + "\nnote: ".join(notes)
+    return problems, summary
 
 
 def check_isic(dest: Path, quick: bool) -> tuple[list[str], str]:

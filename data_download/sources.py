@@ -32,6 +32,29 @@ CROSSMATCH_RAW_BASE = "https://raw.githubusercontent.com/AiEson/CrossMatch/"
 CROSSMATCH_COMMIT = "59772e00c3d2bee5e3a603e596ef120eb9f88fd3"
 CROSSMATCH_PREFIX = "ACDC/dataset/datasets/ACDC/"
 
+# --- Left Atrium (2018 Atrial Segmentation Challenge) -------------------------
+
+# The UA-MT preprocessed volumes as published in AiEson/CrossMatch at the same
+# pinned commit. A mirror (and the manifest's paths) start at LA_PREFIX, i.e. a
+# mirror is a copy of the repository's LA/data/ folder, which holds LA_SET_DIR.
+LA_PREFIX = "LA/data/"
+LA_SET_DIR = "2018LA_Seg_Training Set/"
+LA_LISTS = ("train.list", "test.list",
+            "train_4_label.list", "train_4_unlabel.list",
+            "train_8_label.list", "train_8_unlabel.list",
+            "train_16_label.list", "train_16_unlabel.list")
+LA_CITATION = (
+    "Left Atrium data (2018 Atrial Segmentation Challenge): cite Z. Xiong et al., 'A global "
+    "benchmark of algorithms for segmenting the left atrium from late gadolinium-enhanced "
+    "cardiac magnetic resonance imaging', Medical Image Analysis 67:101832, 2021, "
+    "doi:10.1016/j.media.2020.101832. The preprocessed volumes (mri_norm2.h5) are the "
+    "UA-MT preprocessing by L. Yu et al., 'Uncertainty-aware Self-ensembling Model "
+    "for Semi-supervised 3D Left Atrium Segmentation' (UA-MT), MICCAI 2019.\n"
+    "Terms: the challenge data are for research use under the 2018 Atrial Segmentation "
+    "Challenge's terms (http://atriaseg2018.cardiacatlas.org/); publications must cite the "
+    "challenge paper above."
+)
+
 # --- ISIC 2018 --------------------------------------------------------------
 
 ISIC_HOST = "https://isic-challenge-data.s3.amazonaws.com/"

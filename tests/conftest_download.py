@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -67,7 +68,8 @@ class Server:
 
     def _handle(self, h: http.server.BaseHTTPRequestHandler):
         rng = h.headers.get("Range")
-        path = self.root / h.path.lstrip("/").split("?")[0]
+        # Unquoted as a real web server does ("Training%20Set" -> "Training Set").
+        path = self.root / urllib.parse.unquote(h.path.lstrip("/").split("?")[0])
         if self.mode in ("401", "403"):
             return self._status(h, int(self.mode), rng)
         action = self.script.pop(0) if self.script else None
