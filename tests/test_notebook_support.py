@@ -33,7 +33,7 @@ def finished_run(tmp_path_factory, toy_data):
 def test_load_model_rebuilds_the_network_from_the_weights(tmp_path):
     from crossmatch_lite.checkpoints import CheckpointError, load_model
     from crossmatch_lite.io_utils import atomic_torch_save
-    from crossmatch_lite.unet import build_model
+    from crossmatch_lite.networks import build_model
 
     cfg = load_config("configs/crossmatch.yaml", ["model.channels=[4,8,16,32,64]"])
     net = build_model(cfg.model, in_channels=3, num_classes=2)
