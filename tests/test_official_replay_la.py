@@ -5,7 +5,8 @@ script for one iteration (tests/official/make_fixture_la.py says how). Here the 
 initial weights and dropout masks go through our step with the LA preset (configs/la.yaml,
 narrowed to channels 4-8-16-32-64 and a 32x32x16 patch): every loss term, every
 parameter's gradient, every BatchNorm running statistic after the step, and the parameters
-after one step of our optimizer must match. Our VNet loads the official weights unchanged
+after one step of our optimizer must match; and our Dice equals the official dice_loss on
+small maps where its smoothing constant shows. Our VNet loads the official weights unchanged
 (same state_dict keys).
 
 CROSSMATCH_LITE_TEST_DEVICE=cuda runs the replay on a GPU (TF32 off).
@@ -23,6 +24,7 @@ import torch
 from crossmatch_lite.augment import UnlabeledViews, paste
 from crossmatch_lite.config import load_config
 from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
+from crossmatch_lite.losses import masked_dice_loss
 from crossmatch_lite.networks import build_model
 from crossmatch_lite.train import conf_threshold, make_optimizer, sigmoid_rampup
 from crossmatch_lite.vnet import VNet
@@ -188,6 +190,16 @@ def test_official_la_optimizer_step_matches(fx, replayed):
                                        rtol=0, atol=1e-7, msg=lambda m: f"{name} after the step: {m}")
         else:
             _stats_close(update, fx["update_stats"][name], 20_000 + i, 2e-3, 0.0, f"update {name}")
+
+
+def test_official_la_dice_on_small_maps(fx):
+    """The preset's Dice (foreground only, smoothing 1e-5) equals the official dice_loss
+    where the smoothing shows: no foreground among few kept voxels, one foreground voxel,
+    nothing kept. (In the step's terms 1e-5 and 1e-4 differ by ~1e-8.)"""
+    spec = plan_from(la_config()).dice
+    for i, probe in enumerate(fx["dice_probes"]):
+        ours = masked_dice_loss(probe["logits"].softmax(dim=1), probe["labels"].long(), probe["keep"], spec)
+        assert ours.item() == pytest.approx(probe["loss"], abs=1e-6), f"probe {i}"
 
 
 def test_official_la_thresholds():

@@ -35,7 +35,8 @@ step itself):
 Inputs are stored as uint8 codes (value = (code - 128) / 32, exact in float32), labels and
 boxes as bool; gradients and the AdamW update as per-tensor norm, sum and projection on
 fixed signs (in full for tensors of at most FULL_NUMEL elements); BatchNorm buffers in
-full; the strong views as the script pasted them, as digests. The fixture stays under 0.5 MB.
+full; the strong views as the script pasted them, as digests; and the official dice_loss
+on three small maps where its smoothing constant matters (dice_probes). The fixture stays under 0.5 MB.
 """
 from __future__ import annotations
 
@@ -151,6 +152,26 @@ def make_batch(seed: int, obtain_cutmix_box) -> tuple[dict[str, torch.Tensor], i
     raise RuntimeError("no box seed found")
 
 
+def dice_probes(dice_loss, seed: int) -> list[dict]:
+    """The official LA dice_loss on small maps where its smoothing constant shows: the
+    step's own Dice terms have thousands of voxels in their denominators, where 1e-5 and
+    1e-4 differ by ~1e-8, so they cannot tell them apart. Here the kept voxels have no
+    foreground label and a foreground probability of about 1e-3 (the case of a confident
+    background late in training), or one foreground voxel, or none kept at all."""
+    g = torch.Generator().manual_seed(seed + 1)
+    probes = []
+    for n_fg, keep_share in ((0, 0.5), (1, 0.5), (0, 0.0)):
+        logits = torch.randn(B, 2, 4, 4, 4, generator=g)
+        logits[:, 0] += 7.0  # background confident: p(foreground) ~ 1e-3
+        labels = torch.zeros(B, 4, 4, 4, dtype=torch.long)
+        labels.view(-1)[:n_fg] = 1
+        keep = torch.rand(B, 4, 4, 4, generator=g) < keep_share
+        keep.view(-1)[:n_fg] = True
+        value = dice_loss(logits.softmax(dim=1)[:, 1], labels == 1, ignore=(~keep).float())
+        probes.append({"logits": logits, "labels": labels.bool(), "keep": keep, "loss": float(value)})
+    return probes
+
+
 def run_official(code: Path, batch: dict, tape: DropoutTape, workdir: Path, vnet) -> dict:
     """The official script's globals after its first (and only) iteration."""
     got: dict = {}
@@ -252,6 +273,8 @@ def main() -> None:
         if prm.numel() <= FULL_NUMEL:
             full[name] = {"grad": prm.grad.detach().clone(), "after": prm.detach().clone()}
     buffers = {k: v.detach().clone() for k, v in net.state_dict().items() if k not in params}
+    dice_loss = sys.modules["utils.losses"].dice_loss  # the function the script imported
+    assert g["dice_loss"] is dice_loss
     terms = {ours: float(g[theirs].detach()) for theirs, ours in TERMS.items()}
     used_thresh = float(g["args"].conf_thresh)  # iteration 0 reads the command-line value
     fixture = {
@@ -272,6 +295,7 @@ def main() -> None:
         "terms": terms,
         "mask_ratio": float((g["conf_u_w"] >= used_thresh).float().mean()),
         "mask_ratio_source": float((g["conf_u_w_mix"] >= used_thresh).float().mean()),
+        "dice_probes": dice_probes(dice_loss, args.seed),
         "grad_stats": grads, "update_stats": updates, "full": full, "buffers": buffers,
     }
     torch.save(fixture, args.out)
