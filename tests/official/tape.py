@@ -2,8 +2,8 @@
 
 The official step and ours draw their dropout masks in different places of torch's random
 stream, so they cannot be aligned by seed. While installed, a tape replaces
-`torch.nn.functional.dropout` and `dropout2d` (which `nn.Dropout`, `nn.Dropout2d` and our
-feature streams all call): recording, it draws each mask and keeps it; replaying, it hands
+`torch.nn.functional.dropout`, `dropout2d` and `dropout3d` (which `nn.Dropout`,
+`nn.Dropout2d`, `nn.Dropout3d` and our feature streams all call): recording, it draws each mask and keeps it; replaying, it hands
 the masks back in call order and checks that each call asks for the same kind of dropout,
 the same rate and the same shape as the recorded one. A step that perturbs other tensors,
 in another order or at another rate fails there, and one that perturbs fewer fails at the end.
@@ -50,13 +50,14 @@ class DropoutTape:
 
     @contextmanager
     def installed(self):
-        saved = F.dropout, F.dropout2d
+        saved = F.dropout, F.dropout2d, F.dropout3d
         F.dropout = lambda input, p=0.5, training=True, inplace=False: self._apply("dropout", input, p, training)
         F.dropout2d = lambda input, p=0.5, training=True, inplace=False: self._apply("dropout2d", input, p, training)
+        F.dropout3d = lambda input, p=0.5, training=True, inplace=False: self._apply("dropout3d", input, p, training)
         try:
             yield self
         finally:
-            F.dropout, F.dropout2d = saved
+            F.dropout, F.dropout2d, F.dropout3d = saved
 
     def assert_used_up(self) -> None:
         if self.pos != len(self.records):
@@ -80,9 +81,9 @@ def keyed_dropout():
             return input * keep.to(device=input.device, dtype=input.dtype) / (1.0 - p)
         return dropout
 
-    saved = F.dropout, F.dropout2d
-    F.dropout, F.dropout2d = make("dropout"), make("dropout2d")
+    saved = F.dropout, F.dropout2d, F.dropout3d
+    F.dropout, F.dropout2d, F.dropout3d = make("dropout"), make("dropout2d"), make("dropout3d")
     try:
         yield
     finally:
-        F.dropout, F.dropout2d = saved
+        F.dropout, F.dropout2d, F.dropout3d = saved
