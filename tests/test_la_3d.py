@@ -142,29 +142,27 @@ ALL_TERMS = {"x", "s1", "s2", "s", "kd", "kd_w_weak", "kd_w_strong", "kd_s_weak"
     (["perturb.image.enabled=false"], {"x", "kd", "kd_w_weak", "kd_w_strong"}),
     (["distill.cross_terms=false"], ALL_TERMS - {"kd_cross_weak", "kd_cross_strong"}),
 ])
-def test_switches_remove_exactly_their_terms_in_3d(switches, expected):
-    cfg = load_config("configs/toy_la.yaml", TOY + ["model.channels=[2,4,8,16,32]"] + switches)
+def _toy_step(*switches):
+    """One step of a narrow VNet on a random 3D batch under the toy_la preset plus `switches`."""
+    cfg = load_config("configs/toy_la.yaml", TOY + ["model.channels=[2,4,8,16,32]"] + list(switches))
     torch.manual_seed(0)
     net = build_model(cfg.model, 1, 2).train()
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(2, 1, 32, 32, 16), (torch.rand(2, 32, 32, 16) > 0.5).long()
     views = make_unlabeled_views(torch.randn(2, 1, 32, 32, 16), torch.randn(2, 1, 32, 32, 16),
                                  cfg.perturb.image, gen)
-    out = crossmatch_step(net, x, y, views, cfg, plan_from(cfg), 0.6)
+    return crossmatch_step(net, x, y, views, cfg, plan_from(cfg), 0.6)
+
+
+def test_switches_remove_exactly_their_terms_in_3d(switches, expected):
+    out = _toy_step(*switches)
     assert set(out.terms) == expected
     assert torch.isfinite(out.loss)
 
 
 def test_the_3d_loss_is_the_official_la_combination_of_its_terms():
     """L = (L_x + 0.25 L_s1 + 0.25 L_s2 + L_kd) / 2, L_kd = 0.7 mean(a..d) + 0.3 mean(e, f)."""
-    cfg = load_config("configs/toy_la.yaml", TOY + ["model.channels=[2,4,8,16,32]"])
-    torch.manual_seed(0)
-    net = build_model(cfg.model, 1, 2).train()
-    gen = torch.Generator().manual_seed(0)
-    x, y = torch.randn(2, 1, 32, 32, 16), (torch.rand(2, 32, 32, 16) > 0.5).long()
-    views = make_unlabeled_views(torch.randn(2, 1, 32, 32, 16), torch.randn(2, 1, 32, 32, 16),
-                                 cfg.perturb.image, gen)
-    t = crossmatch_step(net, x, y, views, cfg, plan_from(cfg), 0.6)
+    t = _toy_step()
     out = t.terms
     ad = [out[k] for k in ("kd_w_weak", "kd_w_strong", "kd_s_weak", "kd_s_strong")]
     kd = 0.7 * sum(ad) / 4 + 0.3 * (out["kd_cross_weak"] + out["kd_cross_strong"]) / 2
