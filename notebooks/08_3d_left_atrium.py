@@ -57,8 +57,9 @@ n_cases = 2  # test volumes shown with their predictions
 from crossmatch_lite.notebook import la_preset, setup
 
 preset_file, root = la_preset(dataset, data_root)
-ctx = setup("08_3d_left_atrium", config=preset_file, overrides=overrides, data_root=root, iterations=iterations,
-            seed=seed, size=None, batch_size=None, out_dir=out_dir)
+# One thread: small 3D patches gain nothing from two, and two stall on a busy machine.
+ctx = setup("08_3d_left_atrium", config=preset_file, overrides=["train.threads=1", *overrides], data_root=root,
+            iterations=iterations, seed=seed, size=None, batch_size=None, out_dir=out_dir)
 
 # %% [markdown]
 # ## The configuration
