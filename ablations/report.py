@@ -287,9 +287,8 @@ def _predict_slices(c: dict, n_slices: int):
     slices = figs.pick_slices(data.test_cases, n_slices)
     cases = [data.test_cases[i] for i, _ in slices]
     preds, _ = predict_cases(trainer_for(c["dir"] / "run", "best", data=data), cases)
-    return ([case.image[z] for case, (_, z) in zip(cases, slices)],
-            [case.label[z] for case, (_, z) in zip(cases, slices)],
-            [preds[case.id][z] for case, (_, z) in zip(cases, slices)],
+    cut = [figs.case_slice(case, z, preds[case.id]) for case, (_, z) in zip(cases, slices)]  # 2D or 3D
+    return ([c[0] for c in cut], [c[1] for c in cut], [c[2] for c in cut],
             [f"{case.id}, slice {z}" for case, (_, z) in zip(cases, slices)])
 
 

@@ -144,14 +144,45 @@ def image_grid(panels: Sequence[Sequence[tuple]], title: str, class_names: Seque
     return fig
 
 
+def is_volume(case) -> bool:
+    """True for a 3D case ((C, X, Y, Z) image, (X, Y, Z) label, slices along the last axis),
+    False for 2D data's stack of slices ((Z, C, H, W) image, (Z, H, W) label)."""
+    shape, lshape = np.shape(case.image), np.shape(case.label)
+    return len(shape) == 4 and tuple(shape[1:]) == tuple(lshape) and shape[0] != lshape[0]
+
+
+def display_window(image, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """Intensities rescaled to [0, 1] between two percentiles (z-scored MRI for display)."""
+    img = _np(image).astype(np.float32)
+    lo, hi = np.percentile(img, [low, high])
+    return np.clip((img - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
+
+
+def case_slice(case, z: int, prediction=None) -> tuple:
+    """(image (C,H,W), label (H,W)[, prediction (H,W)]) of slice z of a case: z indexes the
+    first axis of 2D data's stack and the last (axial) axis of a 3D volume, whose image is
+    windowed to [0, 1] for display."""
+    if is_volume(case):
+        image, label = display_window(case.image[..., z]), np.asarray(case.label)[..., z]
+        pred = None if prediction is None else np.asarray(prediction)[..., z]
+    else:
+        image, label = case.image[z], case.label[z]
+        pred = None if prediction is None else prediction[z]
+    return (image, label) if prediction is None else (image, label, pred)
+
+
 def pick_slices(cases, n: int = 4) -> list[tuple[int, int]]:
     """(case index, slice index) for the first n cases, each at the middle of the slices that
     hold foreground: a mid-ventricle slice shows every structure, where the slice with the
-    most foreground is the base (ventricles large, myocardium open) and the ends are empty."""
+    most foreground is the base (ventricles large, myocardium open) and the ends are empty.
+    3D volumes are sliced along their last (axial) axis."""
     picks = []
     for i, c in enumerate(cases[:n]):
-        fg = np.flatnonzero((np.asarray(c.label) > 0).reshape(len(c.label), -1).any(1))
-        picks.append((i, int(fg[len(fg) // 2]) if len(fg) else len(c.label) // 2))
+        label = np.asarray(c.label)
+        if is_volume(c):
+            label = np.moveaxis(label, -1, 0)
+        fg = np.flatnonzero((label > 0).reshape(len(label), -1).any(1))
+        picks.append((i, int(fg[len(fg) // 2]) if len(fg) else len(label) // 2))
     return picks
 
 
@@ -159,20 +190,20 @@ def plot_predictions(cases, predictions: dict[str, dict[str, np.ndarray]], slice
                      title: str = "Test predictions", dice: dict[str, dict[str, float]] | None = None):
     """Rows: chosen slices; columns: image, ground truth, then one column per model.
 
-    predictions: model name -> {case id: (Z, H, W) prediction}; dice (optional): model name ->
+    predictions: model name -> {case id: (Z, H, W) prediction, or (X, Y, Z) for 3D}; dice (optional): model name ->
     {case id: mean Dice of that case}, shown in the panel titles."""
     names = list(predictions)
     fig, axes = new_figure(len(slices), 2 + len(names), figsize=(2.4 * (2 + len(names)), 2.5 * len(slices) + 0.4))
     for r, (ci, z) in enumerate(slices):
         case = cases[ci]
-        img = case.image[z]
+        img, label = case_slice(case, z)
         overlay(axes[r][0], img, None, f"{case.id} slice {z}")
-        overlay(axes[r][1], img, case.label[z], "ground truth")
+        overlay(axes[r][1], img, label, "ground truth")
         for j, name in enumerate(names):
             t = name
             if dice and case.id in dice.get(name, {}):
                 t += f" (case Dice {100 * dice[name][case.id]:.0f}%)"
-            overlay(axes[r][2 + j], img, predictions[name][case.id][z], t)
+            overlay(axes[r][2 + j], img, case_slice(case, z, predictions[name][case.id])[2], t)
     class_legend(fig, class_names)
     fig.suptitle(title)
     return fig

@@ -24,7 +24,7 @@ from .smoke import scaled, smoke_mode
 # Iterations of each notebook's default run under smoke mode: enough to run every code
 # path (validation included), few enough for CI.
 SMOKE_ITERATIONS = {"00_quickstart": 16, "03_feature_perturbations": 8, "04_distillation": 8,
-                    "05_train": 12, "07_your_data_your_idea": 6}
+                    "05_train": 12, "07_your_data_your_idea": 6, "08_3d_left_atrium": 4}
 # Under smoke mode, evaluation recomputes BatchNorm statistics from 4 batches instead of 32
 # (the same code path at an eighth of the cost), and training uses one thread: CI runs the
 # notebook's kernel beside pytest on two cores, where two threads each only wait on the other.
@@ -83,6 +83,25 @@ def convenience_overrides(dataset: str | None = None, data_root: str | None = No
         values["train.iterations"] = int(iterations)
         values["train.val_every"] = max(1, int(iterations) // max(1, int(validations)))
     return [f"{k}={v}" for k, v in values.items() if v is not None]
+
+
+# Notebook 08: the LA recipe on the synthetic volumes, or on the real scans at 2-core CPU size.
+LA_PRESETS = {"toy_la": "configs/toy_la.yaml", "la": "configs/la_cpu.yaml"}
+
+
+def la_preset(dataset: str, data_root: str = "") -> tuple[str, str]:
+    """(preset file, data root) of notebook 08's `dataset`: toy_la (built in, no root) or
+    la (configs/la_cpu.yaml on data_root, default data/LA of the project), which must be
+    prepared (`python -m data_download la --dest data/LA`)."""
+    if dataset not in LA_PRESETS:
+        raise ValueError(f"dataset {dataset!r}: choose one of {', '.join(LA_PRESETS)}")
+    if dataset == "toy_la":
+        return LA_PRESETS[dataset], ""
+    root = Path(data_root) if data_root else (project_root() or Path.cwd()) / "data" / "LA"
+    if not (root / "train.list").is_file():
+        raise FileNotFoundError(f"{root} holds no prepared Left Atrium data; run "
+                                f"`python -m data_download la --dest {root}` or keep dataset = \"toy_la\"")
+    return LA_PRESETS[dataset], str(root.resolve())
 
 
 def notebook_config(config: str | Path, overrides: Iterable[str] = (),

@@ -126,3 +126,14 @@ def centre_crop(volume: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tens
         shape = volume.shape[1:]
     starts = [(s - p) // 2 for s, p in zip(shape, patch)]
     return volume[(slice(None),) + tuple(slice(a, a + p) for a, p in zip(starts, patch))]
+
+
+def box_layouts(n: int, patch: tuple[int, int, int], cfg: ImagePerturbConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """n CutMix boxes drawn twice from the same random numbers, once per layout of
+    `perturb.image.cutmix_box_axes` ({"official": (n, X, Y, Z), "clean": ...}), each sample
+    given a box (cutmix_p = 1): the two differ only in where the sides are written."""
+    import dataclasses
+
+    return {axes: cutmix_boxes(n, patch, dataclasses.replace(cfg, cutmix=True, cutmix_p=1.0, cutmix_box_axes=axes),
+                               torch.Generator().manual_seed(seed))
+            for axes in ("official", "clean")}

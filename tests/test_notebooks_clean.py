@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("0[0-9]_*.ipynb"))
 SERIES = ("00_quickstart", "01_data", "02_image_perturbations", "03_feature_perturbations",
-          "04_distillation", "05_train", "06_ablations", "07_your_data_your_idea")
+          "04_distillation", "05_train", "06_ablations", "07_your_data_your_idea", "08_3d_left_atrium")
 
 
 def unsynced_pairs(nb_dir: Path) -> list[str]:
