@@ -172,6 +172,16 @@ def dice_probes(dice_loss, seed: int) -> list[dict]:
     return probes
 
 
+def hand_in_vnet(vnet, subclass) -> None:
+    """Make the script's `from networks.vnet import VNet` get `subclass`. The official
+    class looks its own name up in its module (super(VNet, self)), so that module keeps it
+    and the script is handed a copy of the module whose VNet is the subclass."""
+    handed = types.ModuleType(vnet.__name__)
+    handed.__dict__.update(vnet.__dict__)
+    handed.VNet = subclass
+    sys.modules[vnet.__name__] = handed
+
+
 def run_official(code: Path, batch: dict, tape: DropoutTape, workdir: Path, vnet) -> dict:
     """The official script's globals after its first (and only) iteration."""
     got: dict = {}
@@ -183,13 +193,7 @@ def run_official(code: Path, batch: dict, tape: DropoutTape, workdir: Path, vnet
             lattice_init(self, {"out_conv": LOGIT_GAIN})
             got["init"] = {n: v.detach().clone() for n, v in self.state_dict().items()}
 
-    # The script imports the name VNet from networks.vnet; the official class itself
-    # looks its own name up in its module (super(VNet, self)), so that module keeps it
-    # and the script is handed a copy of the module whose VNet is the subclass.
-    handed = types.ModuleType(vnet.__name__)
-    handed.__dict__.update(vnet.__dict__)
-    handed.VNet = NarrowVNet
-    sys.modules[vnet.__name__] = handed
+    hand_in_vnet(vnet, NarrowVNet)
 
     f = {k: decode_image(batch[k]) for k in IMAGES}
     box1, box2 = batch["cutmix_box1"].float(), batch["cutmix_box2"].float()
