@@ -135,13 +135,6 @@ ALL_TERMS = {"x", "s1", "s2", "s", "kd", "kd_w_weak", "kd_w_strong", "kd_s_weak"
              "kd_cross_weak", "kd_cross_strong"}
 
 
-@pytest.mark.parametrize("switches, expected", [
-    ([], ALL_TERMS),
-    (["perturb.image.enabled=false", "perturb.feature.enabled=false", "distill.enabled=false"], {"x"}),
-    (["perturb.feature.enabled=false", "distill.enabled=false"], {"x", "s1", "s2", "s"}),
-    (["perturb.image.enabled=false"], {"x", "kd", "kd_w_weak", "kd_w_strong"}),
-    (["distill.cross_terms=false"], ALL_TERMS - {"kd_cross_weak", "kd_cross_strong"}),
-])
 def _toy_step(*switches):
     """One step of a narrow VNet on a random 3D batch under the toy_la preset plus `switches`."""
     cfg = load_config("configs/toy_la.yaml", TOY + ["model.channels=[2,4,8,16,32]"] + list(switches))
@@ -154,6 +147,13 @@ def _toy_step(*switches):
     return crossmatch_step(net, x, y, views, cfg, plan_from(cfg), 0.6)
 
 
+@pytest.mark.parametrize("switches, expected", [
+    ([], ALL_TERMS),
+    (["perturb.image.enabled=false", "perturb.feature.enabled=false", "distill.enabled=false"], {"x"}),
+    (["perturb.feature.enabled=false", "distill.enabled=false"], {"x", "s1", "s2", "s"}),
+    (["perturb.image.enabled=false"], {"x", "kd", "kd_w_weak", "kd_w_strong"}),
+    (["distill.cross_terms=false"], ALL_TERMS - {"kd_cross_weak", "kd_cross_strong"}),
+])
 def test_switches_remove_exactly_their_terms_in_3d(switches, expected):
     out = _toy_step(*switches)
     assert set(out.terms) == expected
