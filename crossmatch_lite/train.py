@@ -459,6 +459,11 @@ class Trainer:
         for which in ("best", "latest"):
             if which not in weights:
                 continue
+            if which == "latest" and "best" in weights and self.best_iteration == self.iteration:
+                # best.pt was saved from these very weights: the same scores, computed once.
+                for bn in ("running", "precise"):
+                    evaluations[f"latest_{bn}"] = evaluations[f"best_{bn}"]
+                continue
             self.model.load_state_dict(weights[which])
             for bn in ("running", "precise"):
                 model = self.eval_model(bn)
