@@ -105,12 +105,20 @@ def case_scores(pred: np.ndarray, label: np.ndarray, num_classes: int,
         scores["empty"] = undefined.astype(np.float64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MONAI warns on empty masks; we count them instead
+            # Isotropic voxels (LA): the distances in mm are those in voxels times the spacing,
+            # so the surface distances (the slow part) are computed once.
+            iso = spacing is not None and len(set(spacing)) == 1
             for unit, sp in (("vox", None), ("mm", spacing)):
                 if unit == "mm" and sp is None:
                     continue
                 diagonal = float(np.sqrt(np.sum((np.asarray(pred.shape) * np.asarray(sp or 1.0)) ** 2)))
-                hd = compute_hausdorff_distance(p, y, include_background=False, percentile=95, spacing=sp)
-                asd = compute_average_surface_distance(p, y, include_background=False, symmetric=True, spacing=sp)
+                if unit == "mm" and iso:
+                    hd = torch.as_tensor(scores["hd95_vox"])[None] * float(sp[0])
+                    asd = torch.as_tensor(scores["asd_vox"])[None] * float(sp[0])
+                else:
+                    hd = compute_hausdorff_distance(p, y, include_background=False, percentile=95, spacing=sp)
+                    asd = compute_average_surface_distance(p, y, include_background=False, symmetric=True,
+                                                           spacing=sp)
                 for name, value in ((f"hd95_{unit}", hd[0].numpy()), (f"asd_{unit}", asd[0].numpy())):
                     value = np.where(np.isfinite(value) & ~undefined, value, np.nan)
                     scores[name] = value
