@@ -58,6 +58,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 if str(ROOT) not in sys.path:  # this checkout's crossmatch_lite, also when run as a script
     sys.path.insert(0, str(ROOT))
+from benchmarks.bench_step import cpu_model  # noqa: E402
+
 CONFIG = ROOT / "configs" / "la_cpu.yaml"
 PATCH = (48, 48, 32)  # configs/la_cpu.yaml data.patch
 N_FILTERS = 4  # configs/la_cpu.yaml model.channels [4, 8, 16, 32, 64]
@@ -212,16 +214,6 @@ def run_ours(data: Path, warmup: int, iterations: int) -> dict:
 
 # ---------------------------------------------------------------- driver
 SIDES = {"official": "official (fp32)", "ours_fp32": "ours, amp=off (fp32)", "ours_auto": "ours, amp=auto"}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def table(res: dict) -> str:

@@ -22,6 +22,7 @@ from crossmatch_lite.losses import DiceSpec, masked_dice_loss
 from crossmatch_lite.networks import build_model
 from crossmatch_lite.train import Trainer, conf_threshold, train
 from crossmatch_lite.vnet import VNet
+from killing import train_until_killed_at
 
 TOY = ["train.threads=1", "train.progress=false", "train.amp=off"]
 LA_ROOT = Path("data/LA")
@@ -239,18 +240,7 @@ def test_a_killed_3d_run_resumes_exactly(tmp_path, monkeypatch):
                   "model.channels=[2,4,8,16,32]")
     data = load_data(cfg.data, cfg.train.seed)
     straight = train(cfg, tmp_path / "a", data=data)
-    real, calls = Trainer.train_step, {"n": 0}
-
-    def dying(self):
-        calls["n"] += 1
-        if calls["n"] == 4:  # after the checkpoint at iteration 2... then 3, killed before 4
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(Trainer, "train_step", dying)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", data=data)
-    monkeypatch.setattr(Trainer, "train_step", real)
+    train_until_killed_at(cfg, tmp_path / "b", data, monkeypatch, 4)  # iteration 2 checkpointed, 3 lost
     resumed = train(cfg, tmp_path / "b", data=data)
     a = torch.load(tmp_path / "a" / "latest.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "latest.pt", weights_only=True)["model"]

@@ -15,7 +15,8 @@ from crossmatch_lite.config import load_config
 from crossmatch_lite.data import DataError, load_data
 from crossmatch_lite.io_utils import atomic_write_json
 from crossmatch_lite.run_folder import locked
-from crossmatch_lite.train import RunMismatch, Trainer, train
+from crossmatch_lite.train import RunMismatch, train
+from killing import train_until_killed_at
 
 TINY = ["data.name=toy_acdc", "data.size=32", "train.batch_size=2", "train.progress=false", "train.threads=1",
         "model.channels=[4,8,16,32,64]", "eval.distances=false", "eval.precise_bn_batches=0",
@@ -57,22 +58,6 @@ def copy_run(src, dst):
 
 
 # ------------------------------------------------------------------ 1. safe loading
-
-def _train_until_killed_at(cfg, out, data, monkeypatch, n: int) -> None:
-    """Train until the n-th step raises KeyboardInterrupt, as a kill between checkpoints would."""
-    real = Trainer.train_step
-    calls = {"n": 0}
-
-    def dying(self):
-        calls["n"] += 1
-        if calls["n"] == n:
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(Trainer, "train_step", dying)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, out, data=data)
-    monkeypatch.setattr(Trainer, "train_step", real)
 
 def test_pickle_payload_in_best_pt_runs_nothing(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path / "run")
@@ -146,7 +131,7 @@ def test_lock_is_exclusive_between_processes(tmp_path):
 
 def test_resume_with_moved_data_root_and_cache(tmp_path, toy_data, monkeypatch):
     cfg = load_config("configs/supervised.yaml", TINY + ["train.iterations=4", "data.root=/data/old"])
-    _train_until_killed_at(cfg, tmp_path / "run", toy_data, monkeypatch, 3)
+    train_until_killed_at(cfg, tmp_path / "run", toy_data, monkeypatch, 3)
     moved = load_config("configs/supervised.yaml", TINY + ["train.iterations=4", "data.root=/data/new",
                                                            "data.cache=false"])
     assert train(moved, tmp_path / "run", data=toy_data)["iterations"] == 4
@@ -244,7 +229,7 @@ def test_truncated_best_pt_on_evaluate(finished, tmp_path, capsys):
 
 def test_torn_last_metrics_line_is_tolerated(tmp_path, toy_data, monkeypatch):
     cfg = load_config("configs/supervised.yaml", TINY + ["train.iterations=4", "train.log_every=1"])
-    _train_until_killed_at(cfg, tmp_path / "run", toy_data, monkeypatch, 4)
+    train_until_killed_at(cfg, tmp_path / "run", toy_data, monkeypatch, 4)
     with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
         f.write('{"iteration": 3, "lo')  # killed mid-write
     train(cfg, tmp_path / "run", data=toy_data)
