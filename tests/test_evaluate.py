@@ -58,3 +58,24 @@ def test_both_empty_is_neither_counted_nor_penalised():
     label[:, 4:9, 4:9] = 1
     s = case_scores(label, label, 3, spacing=None)  # class 2 absent from both
     assert s["empty"].tolist() == [0.0, 0.0] and np.isnan(s["hd95_vox_pen"][1])
+
+
+def test_isotropic_mm_distances_equal_monais_own():
+    """For isotropic voxels the mm distances are the voxel ones scaled, not a second KD-tree
+    pass: they must still equal what MONAI computes with the spacing given."""
+    import torch.nn.functional as F
+    import torch
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+    label = np.zeros((30, 30, 20), np.uint8)
+    label[5:20, 8:22, 4:15] = 1
+    pred = np.zeros_like(label)
+    pred[6:21, 8:24, 5:15] = 1
+    pred[25, 25, 2] = 1
+    sp = (0.625, 0.625, 0.625)
+    s = case_scores(pred, label, 2, sp)
+    p, y = (F.one_hot(torch.from_numpy(v.astype(np.int64)), 2).movedim(-1, 0)[None].float() for v in (pred, label))
+    hd = compute_hausdorff_distance(p, y, include_background=False, percentile=95, spacing=sp)[0].numpy()
+    asd = compute_average_surface_distance(p, y, include_background=False, symmetric=True, spacing=sp)[0].numpy()
+    assert s["hd95_mm"] == pytest.approx(hd, rel=1e-6) and s["asd_mm"] == pytest.approx(asd, rel=1e-6)
+    assert s["hd95_mm"] != pytest.approx(s["hd95_vox"])  # scaled, not copied
