@@ -17,7 +17,7 @@ try:
 except ImportError:
     from types import SimpleNamespace as DataConfig
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+from sample_data import SAMPLE_DATA as SHARED
 SAMPLE_ZIP = SHARED / "acdc" / "ACDC-h5-sample.zip"
 
 

@@ -289,12 +289,12 @@ def test_h5_source_downloads_and_verifies(tmp_path):
     assert hashlib.sha256(bad.read_bytes()).hexdigest() in msg
 
 
-# --- real data (skipped when ../shared/datasets is absent) ---------------------
+# --- real data (skipped without CROSSMATCH_LITE_SAMPLE_DATA) ---------------------
 
 REAL_ZIP = H.SHARED / "acdc" / "ACDC-training.zip"
 REAL_SAMPLE = H.SHARED / "acdc" / "ACDC-h5-sample.zip"
 needs_real = pytest.mark.skipif(not (REAL_ZIP.is_file() and REAL_SAMPLE.is_file()),
-                                reason="real ACDC samples in ../shared/datasets not present")
+                                reason="real ACDC samples not present (set CROSSMATCH_LITE_SAMPLE_DATA)")
 
 
 @needs_real

@@ -182,7 +182,7 @@ REAL = H.SHARED / "isic2018"
 
 
 @pytest.mark.skipif(not (REAL / sources.ISIC_SPLITS["train"][0]).is_file(),
-                    reason="real ISIC samples in ../shared/datasets not present")
+                    reason="real ISIC samples not present (set CROSSMATCH_LITE_SAMPLE_DATA)")
 def test_real_isic_zips_give_60_pairs(tmp_path):
     server = H.Server(REAL.resolve())
     try:

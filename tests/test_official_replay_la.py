@@ -147,12 +147,36 @@ def _stats_close(t: torch.Tensor, want: list[float], salt: int, rel: float, floo
         assert abs(a - b) <= rel * want[0] + floor, f"{what}: {label} {a} vs official {b}"
 
 
+def biases_under_batchnorm(model: torch.nn.Module) -> dict[str, str]:
+    """{bias name: weight name} of every convolution whose output goes straight into a
+    BatchNorm. BatchNorm subtracts the batch mean, so such a bias cancels out of the loss:
+    its gradient is 0 in exact arithmetic, and what is computed (and recorded) is rounding
+    noise whose size depends on the thread count and the CPU."""
+    out = {}
+    for prefix, seq in model.named_modules():
+        if isinstance(seq, torch.nn.Sequential):
+            layers = list(seq.named_children())
+            for (name, layer), (_, after) in zip(layers, layers[1:]):
+                if isinstance(layer, torch.nn.modules.conv._ConvNd) and layer.bias is not None \
+                        and isinstance(after, torch.nn.modules.batchnorm._BatchNorm):
+                    out[f"{prefix}.{name}.bias"] = f"{prefix}.{name}.weight"
+    return out
+
+
 def test_official_la_step_replays_gradients_and_batchnorm_statistics(fx, replayed):
     _, model, _ = replayed
     params = dict(model.named_parameters())
     assert list(params) == list(fx["grad_stats"])  # same parameters, same order
+    noise_only = biases_under_batchnorm(model)
+    assert len(noise_only) == 29  # every convolution of the VNet but the output one
     for i, (name, want) in enumerate(fx["grad_stats"].items()):
-        # floor: the conv biases under BatchNorm have an exact gradient of 0, here ~1e-9 of rounding
+        if name in noise_only:
+            # Zero in exact arithmetic: negligible against the same layer's weight
+            # gradient, here and in the official run, not equal to the official noise.
+            scale = fx["grad_stats"][noise_only[name]][0]
+            assert want[0] <= 1e-4 * scale, f"official grad {name} is not rounding noise"
+            assert params[name].grad.norm().item() <= 1e-4 * scale, f"grad {name} is not negligible"
+            continue
         _stats_close(params[name].grad, want, 10_000 + i, 1e-4, 1e-7, f"grad {name}")
         if name in fx["full"]:
             torch.testing.assert_close(params[name].grad.cpu(), fx["full"][name]["grad"], rtol=1e-4, atol=2e-7,

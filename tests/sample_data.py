@@ -1,0 +1,7 @@
+"""Where the tests find real sample data: public ACDC and ISIC files in their official
+layouts, in the folder that $CROSSMATCH_LITE_SAMPLE_DATA names (`acdc/ACDC-training.zip`,
+`isic2018/...`). Tests that need them skip when it is unset or the files are absent."""
+import os
+from pathlib import Path
+
+SAMPLE_DATA = Path(os.environ.get("CROSSMATCH_LITE_SAMPLE_DATA") or "sample-data-not-set")
