@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_run(args) -> int:
-    from crossmatch_lite.smoke import smoke_mode
+    from crossmatch_lite.tutorial.smoke import smoke_mode
 
     from .grid import GridError, load_grid
     from .runner import run_grid

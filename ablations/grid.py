@@ -45,7 +45,7 @@ import yaml
 
 from crossmatch_lite.config import (Config, ConfigError, load_config, parse_override, set_key, to_dict, validate,
                                     yaml_load)
-from crossmatch_lite.smoke import smoke_mode
+from crossmatch_lite.tutorial.smoke import smoke_mode
 
 # Keys that change how a cell runs but not what it computes: left out of the cell hash.
 HASH_FREE_KEYS = ("train.threads", "train.device", "train.progress")

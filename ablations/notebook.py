@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from crossmatch_lite.io_utils import atomic_write_text
+from crossmatch_lite.run.files import atomic_write_text
 
 from .grid import PROJECT_ROOT
 
@@ -66,7 +66,7 @@ def run_grid_spec(spec: dict, out: str | Path, sets: list[str] = (), notebook: s
 
     from .grid import load_grid
     from .report import render
-    from crossmatch_lite.smoke import smoke_mode
+    from crossmatch_lite.tutorial.smoke import smoke_mode
 
     from .runner import run_grid
 

@@ -6,7 +6,7 @@
     summary.md    paired-over-seeds difference to the baseline with its 95 % t interval
     figures/      dice_bar, dice_heatmap, per_class_dice, training_curves, qualitative (PNG+SVG)
 
-Figures are drawn by `crossmatch_lite.figures`; this module only cuts the tables for them.
+Figures are drawn by `crossmatch_lite.tutorial.figures`; this module only cuts the tables for them.
 
 Axes are sorted into three roles: the *variant* axis (named `variant`, else the first
 bundle axis, else the first axis), the *paired* axis (usually `seed`), and the rest,
@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 
 
-from crossmatch_lite import figures as figs
-from crossmatch_lite.figures import save_figure
-from crossmatch_lite.io_utils import atomic_write_json, atomic_write_text
-from crossmatch_lite.tables import read_metrics
+from crossmatch_lite.tutorial import figures as figs
+from crossmatch_lite.tutorial.figures import save_figure
+from crossmatch_lite.run.files import atomic_write_json, atomic_write_text
+from crossmatch_lite.tutorial.tables import read_metrics
 from .grid import cell_hash
 from .runner import cell_dir, read_manifest, read_status
 
@@ -275,9 +275,9 @@ def fig_curves(cells, manifest, figdir):
 def _predict_slices(c: dict, n_slices: int):
     """(images, labels, predictions, titles) of a mid-ventricle slice of the first test cases,
     predicted by the cell's best.pt through the evaluation path of its scores
-    (`crossmatch_lite.predict`: the BatchNorm statistics the summary's headline used, `eval.bn`)."""
+    (`crossmatch_lite.tutorial.predict`: the BatchNorm statistics the summary's headline used, `eval.bn`)."""
     from crossmatch_lite.data import load_data
-    from crossmatch_lite.predict import predict_cases, trainer_for
+    from crossmatch_lite.tutorial.predict import predict_cases, trainer_for
 
     cfg = c["config"]
     key = (json.dumps(vars(cfg.data), sort_keys=True, default=str), cfg.train.seed)

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from crossmatch_lite.config import to_dict
 
-from crossmatch_lite.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+from crossmatch_lite.run.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 from .grid import Grid, cell_hash
 from .notebook import DEFAULT_NOTEBOOK, STAND_IN, write_stand_in

@@ -20,7 +20,7 @@ RUN = "run"
 def execute(cell_dir: Path, notebook: Path) -> dict:
     import papermill as pm
 
-    from crossmatch_lite.io_utils import atomic_write_json
+    from crossmatch_lite.run.files import atomic_write_json
     from .grid import PROJECT_ROOT
 
     run_dir = cell_dir / RUN
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
         if getattr(e, "ename", None):
             reason = f"{e.ename}: {e.evalue}"
-        from crossmatch_lite.io_utils import atomic_write_text
+        from crossmatch_lite.run.files import atomic_write_text
 
         atomic_write_text(err, reason + "\n\n" + text)
         print(text, file=sys.stderr)

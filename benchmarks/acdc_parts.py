@@ -17,7 +17,7 @@ import math
 import sys
 from pathlib import Path
 
-from crossmatch_lite.io_utils import atomic_write_json
+from crossmatch_lite.run.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PARTS = ROOT / "data" / "acdc_parts"  # /data/ is git-ignored: parts travel only when carried

@@ -38,8 +38,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from crossmatch_lite.config import load_config
 from crossmatch_lite.data import load_data
-from crossmatch_lite.io_utils import atomic_write_text
-from crossmatch_lite.runtime import configure_threads
+from crossmatch_lite.run.files import atomic_write_text
+from crossmatch_lite.run.runtime import configure_threads
 from crossmatch_lite.train import Trainer
 
 from .official_loop import OfficialLoop

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks import acdc_parts, session_data, session_env, session_protocol, session_pytest, session_speed  # noqa: E402
-from crossmatch_lite.io_utils import atomic_write_json  # noqa: E402
+from crossmatch_lite.run.files import atomic_write_json  # noqa: E402
 
 STEPS = ("env", "tests", "data", "speed", "protocol")
 RESULTS_NAME = "gpu_session.json"

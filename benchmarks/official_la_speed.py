@@ -180,7 +180,7 @@ def run_ours(data: Path, warmup: int, iterations: int) -> dict:
 
     from crossmatch_lite.config import load_config
     from crossmatch_lite.data import load_data
-    from crossmatch_lite.runtime import uses_bf16
+    from crossmatch_lite.run.runtime import uses_bf16
     from crossmatch_lite.train import Trainer
 
     cfgs = {k: load_config(CONFIG, [f"data.root={data.resolve()}", "train.threads=1", f"train.amp={amp}",

@@ -43,7 +43,7 @@ if str(_TESTS) not in sys.path:
     sys.path.insert(0, str(_TESTS))
 from reference_step import reference_terms  # noqa: E402
 
-from crossmatch_lite.unet import UNet  # noqa: E402
+from crossmatch_lite.models.unet import UNet  # noqa: E402
 
 _SLICE_RE = re.compile(r"^(patient\d{3}_frame0[12])_slice_(\d+)\.h5$")
 

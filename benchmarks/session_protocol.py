@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from crossmatch_lite.checkpoints import load_checkpoint
+from crossmatch_lite.run.checkpoints import load_checkpoint
 from crossmatch_lite.config import load_config
-from crossmatch_lite.io_utils import atomic_torch_save, atomic_write_json
+from crossmatch_lite.run.files import atomic_torch_save, atomic_write_json
 from crossmatch_lite.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

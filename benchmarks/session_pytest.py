@@ -60,6 +60,6 @@ def run_pytest(test_file: str, device: str, timeout: float, *, select: str | Non
     result["status"] = status
     result["output_tail"] = output.splitlines()[-25:]
     if log_dir is not None:
-        from crossmatch_lite.io_utils import atomic_write_text
+        from crossmatch_lite.run.files import atomic_write_text
         atomic_write_text(log_dir / f"pytest_{Path(test_file).stem}.log", output)
     return result

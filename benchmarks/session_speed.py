@@ -46,7 +46,7 @@ def run_bench(cmd: list[str], out: Path, timeout: float, log: Path | None) -> di
     res = {"status": status, "command": " ".join(cmd[1:]), "seconds": round(time.monotonic() - t0, 1),
            "timeout_s": round(timeout, 1), "output_tail": output.splitlines()[-12:]}
     if log is not None:
-        from crossmatch_lite.io_utils import atomic_write_text
+        from crossmatch_lite.run.files import atomic_write_text
         atomic_write_text(log, output)
     if status == "ok" and out.exists():
         res["file"] = out.name

@@ -38,9 +38,9 @@ def _n_empty(m: dict) -> int | None:
 
 def _user_errors() -> tuple:
     """Failures whose message says what to do: printed as one line, no traceback."""
-    from .checkpoints import CheckpointError
+    from .run.checkpoints import CheckpointError
     from .data import DataError
-    from .run_folder import RunLocked, RunMismatch
+    from .run.folder import RunLocked, RunMismatch
     from .train import RunRefused, TrainingDiverged
 
     return (FileNotFoundError, DataError, CheckpointError, RunMismatch, RunLocked, RunRefused,
@@ -67,9 +67,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .checkpoints import load_checkpoint
+    from .run.checkpoints import load_checkpoint
     from .data import load_data
-    from .io_utils import atomic_write_json
+    from .run.files import atomic_write_json
     from .train import Trainer
 
     run = Path(args.run)

@@ -401,7 +401,7 @@ def to_dict(cfg: Config) -> dict:
 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
-    from .io_utils import atomic_write_text
+    from .run.files import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 

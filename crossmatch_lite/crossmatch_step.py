@@ -35,7 +35,8 @@ from functools import cached_property
 
 import torch
 
-from .augment import UnlabeledViews, paste
+from .views import UnlabeledViews
+from .cutmix import paste
 from .batchnorm import batch_statistics
 from .config import Config
 from torch import nn

@@ -25,20 +25,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointError, load_checkpoint
-from .augment import UnlabeledViews, make_unlabeled_views, quantize_8bit, weak_view
-from . import views3d
+from .run.checkpoints import CheckpointError, load_checkpoint
+from .views import UnlabeledViews, make_unlabeled_views, views_for
 from .batchnorm import recompute_statistics
 from .config import Config, save_config, to_dict
 from .crossmatch_step import StepOutput, crossmatch_step, plan_from
 from .data import SegData, load_data
 from .evaluate import evaluate_cases
-from .io_utils import atomic_torch_save, atomic_write_json, atomic_write_text
-from .run_folder import RESUME_FREE_KEYS, RunLocked, RunMismatch, check_identity, data_fingerprint, locked
-from .runtime import autocast_for, configure_threads, pick_device, seed_everything, use_channels_last
-from .sampling import EpochSampler
+from .run.files import atomic_torch_save, atomic_write_json, atomic_write_text
+from .run.folder import RESUME_FREE_KEYS, RunLocked, RunMismatch, check_identity, data_fingerprint, locked
+from .run.runtime import autocast_for, configure_threads, pick_device, seed_everything, use_channels_last
+from .run.sampling import EpochSampler
 from .switches import contradiction_warning
-from . import networks
+from . import models as networks
 
 __all__ = ["RESUME_FREE_KEYS", "RunLocked", "RunMismatch", "RunRefused", "Trainer", "TrainingDiverged", "train"]
 
@@ -123,10 +122,9 @@ class Trainer:
         self.data = data if data is not None else load_data(cfg.data, seed=cfg.train.seed)
         self.plan = plan_from(cfg)
         self.model = build_model(cfg, self.data).to(self.device)
-        self.three_d = self.data.spatial_dims == 3
-        if self.three_d != (cfg.model.arch == "vnet"):
-            raise RunRefused(f"data {self.data.name} is {self.data.spatial_dims}D but model.arch={cfg.model.arch}")
-        self.channels_last = use_channels_last(self.device, cfg.train) and not self.three_d
+        # 2D or 3D is decided here, once, by the data; the views object knows the rest.
+        self.views = views_for(self.data.spatial_dims, cfg.data.patch)
+        self.channels_last = use_channels_last(self.device, cfg.train) and self.views.spatial_dims == 2
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_model = torch.compile(self.model) if cfg.train.compile else self.model
@@ -143,12 +141,8 @@ class Trainer:
         self.aug_gen = torch.Generator().manual_seed(t.seed + 3)
         # The whole training set is small once resized: keep it on the device (3D: one
         # tensor per volume, as their sizes differ).
-        if self.three_d:
-            self.images = [torch.from_numpy(v).to(self.device) for v in self.data.train_images]
-            self.labels = [torch.from_numpy(v).to(self.device) for v in self.data.train_labels]
-        else:
-            self.images = torch.from_numpy(np.array(self.data.train_images)).to(self.device)
-            self.labels = torch.from_numpy(np.array(self.data.train_labels)).to(self.device)
+        self.images = self.views.store(self.data.train_images, self.device)
+        self.labels = self.views.store(self.data.train_labels, self.device)
         self.iteration = 0
         self.best = -1.0
         self.best_iteration = -1
@@ -220,42 +214,24 @@ class Trainer:
         atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     # ------------------------------------------------------------------ one iteration
-    def _batch(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.from_numpy(self.samplers[name].next()).to(self.device)
-        return self.images[idx].float(), self.labels[idx]
-
-    def _volumes(self, name: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _draw(self, name: str):
+        """The next (images, labels) of sampler `name`, as stored (the views make them float)."""
         idx = self.samplers[name].next()
-        return [self.images[i].float() for i in idx], [self.labels[i] for i in idx]
-
-    def _next_batch_3d(self) -> tuple[torch.Tensor, torch.Tensor, UnlabeledViews | None]:
-        patch = tuple(self.cfg.data.patch)
-        x, y = views3d.weak_view(*self._volumes("labeled"), patch, self.aug_gen)
-        views = None
-        if self.plan.unlabeled:
-            u_w, _ = views3d.weak_view(self._volumes("unlabeled")[0], None, patch, self.aug_gen)
-            m_w = None
-            if self.plan.second_batch_source:
-                m_w, _ = views3d.weak_view(self._volumes("source")[0], None, patch, self.aug_gen)
-            views = make_unlabeled_views(u_w, m_w, self.cfg.perturb.image, self.aug_gen)
-        return x, y.long(), views
+        return self.views.gather(self.images, idx), self.views.gather(self.labels, idx)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, UnlabeledViews | None]:
         """One iteration's inputs, as `train_step` feeds them to `crossmatch_step`: the weak
         view of a labeled batch `x` with its masks `y`, and the unlabeled views (None for a
         supervised run). Draws from the run's samplers and augmentation generator, so
         notebooks that call it see exactly what training sees."""
-        if self.three_d:
-            return self._next_batch_3d()
-        x, y = weak_view(*self._batch("labeled"), self.aug_gen)
+        x, y = self.views.weak(*self._draw("labeled"), self.aug_gen)
         views = None
         if self.plan.unlabeled:
-            u_w, _ = weak_view(self._batch("unlabeled")[0], None, self.aug_gen)
+            u_w = self.views.weak_unlabeled(self._draw("unlabeled")[0], self.aug_gen)
             m_w = None
             if self.plan.second_batch_source:
-                m_w, _ = weak_view(self._batch("source")[0], None, self.aug_gen)
-                m_w = quantize_8bit(m_w)
-            views = make_unlabeled_views(quantize_8bit(u_w), m_w, self.cfg.perturb.image, self.aug_gen)
+                m_w = self.views.weak_unlabeled(self._draw("source")[0], self.aug_gen)
+            views = make_unlabeled_views(u_w, m_w, self.cfg.perturb.image, self.aug_gen, self.views)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y, views
@@ -302,11 +278,7 @@ class Trainer:
             return self.model
         idx = self.data.labeled_idx if not self.plan.unlabeled else \
             np.concatenate([self.data.labeled_idx, self.data.unlabeled_idx])
-        if self.three_d:  # one centre patch per volume
-            images = torch.stack([views3d.centre_crop(self.images[i].float(), tuple(self.cfg.data.patch))
-                                  for i in idx])
-        else:
-            images = self.images[torch.from_numpy(idx).to(self.device)]
+        images = self.views.bn_images(self.images, idx)
         return recompute_statistics(self.model, images, e.precise_bn_batches, e.precise_bn_batch_size,
                                     seed=self.cfg.train.seed, autocast=autocast_for(self.device, self.cfg.train))
 
@@ -322,10 +294,7 @@ class Trainer:
     @property
     def window(self) -> dict | None:
         """The sliding window of 3D evaluation (None for 2D data)."""
-        if not self.three_d:
-            return None
-        return {"patch": tuple(self.cfg.data.patch), "stride": tuple(self.cfg.eval.stride),
-                "downsample": self.data.downsample}
+        return self.views.window(self.cfg.eval.stride, self.data.downsample)
 
     def _validate_and_save(self, log) -> None:
         val = self.evaluate(self.data.val_cases)

@@ -43,7 +43,7 @@ check_gain = True  # assert that `preset` beats `baseline` on test Dice
 n_examples = 3  # test slices drawn
 
 # %%
-from crossmatch_lite.notebook import setup
+from crossmatch_lite.tutorial.notebook import setup
 
 ctx = setup("00_quickstart", preset=preset, dataset=dataset, labeled=labeled, iterations=iterations,
             seed=seed, out_dir=out_dir)
@@ -72,8 +72,8 @@ for name in (baseline, preset):
 # %%
 from IPython.display import display
 
-from crossmatch_lite import figures
-from crossmatch_lite.tables import dice_frame, read_metrics
+from crossmatch_lite.tutorial import figures
+from crossmatch_lite.tutorial.tables import dice_frame, read_metrics
 
 dice = dice_frame(summaries)
 display(dice.round(2))
@@ -85,10 +85,10 @@ ctx.show(figures.plot_val_comparison({n: read_metrics(ctx.out / n)[1] for n in r
 # ## Predictions side by side
 #
 # A mid-ventricle slice of the first test volumes: ground truth, then each model's
-# prediction, made exactly as the test scores were (`crossmatch_lite.predict`).
+# prediction, made exactly as the test scores were (`crossmatch_lite.tutorial.predict`).
 
 # %%
-from crossmatch_lite.predict import predict_cases
+from crossmatch_lite.tutorial.predict import predict_cases
 
 data = ctx.data
 slices = figures.pick_slices(data.test_cases, n_examples)

@@ -40,7 +40,7 @@ compare_dataset = "toy_isic"  # a second dataset shown briefly ("" to skip)
 n_show = 6  # images per gallery row
 
 # %%
-from crossmatch_lite.notebook import setup
+from crossmatch_lite.tutorial.notebook import setup
 
 ctx = setup("01_data", preset="crossmatch", dataset=dataset, data_root=data_root, labeled=labeled, seed=seed,
             out_dir=out_dir)
@@ -76,7 +76,7 @@ print("training array:", data.train_images.shape, data.train_images.dtype,
 # large, apical slices small or empty.
 
 # %%
-from crossmatch_lite import figures
+from crossmatch_lite.tutorial import figures
 
 case = data.val_cases[0]
 z_all = list(range(len(case.label)))[: 2 * n_show]

@@ -25,7 +25,7 @@
 # - The **pseudo-label** of `s_i` is `p_w`'s argmax, with the box filled from `m`'s own
 #   prediction: the label moves with the pixels.
 #
-# All of it comes from `crossmatch_lite.augment`. To show the box-mixed pseudo-labels without
+# All of it comes from `crossmatch_lite.views.views2d`. To show the box-mixed pseudo-labels without
 # a trained model, the (hidden) toy masks stand in for the teacher's prediction here.
 
 # %% tags=["parameters"]
@@ -37,7 +37,7 @@ n_images = 4  # unlabeled images shown
 sliders = True  # interactive ipywidgets sliders (they render once under papermill)
 
 # %%
-from crossmatch_lite.notebook import setup
+from crossmatch_lite.tutorial.notebook import setup
 
 ctx = setup("02_image_perturbations", preset="crossmatch", dataset=dataset, data_root=data_root, seed=seed,
             out_dir=out_dir)
@@ -75,8 +75,10 @@ print(ip)
 # Geometry only: the image and its mask move together, intensities are untouched.
 
 # %%
-from crossmatch_lite import figures
-from crossmatch_lite.augment import make_unlabeled_views, paste, quantize_8bit, strong_view, weak_view
+from crossmatch_lite.tutorial import figures
+from crossmatch_lite.views import make_unlabeled_views
+from crossmatch_lite.cutmix import paste
+from crossmatch_lite.views.views2d import quantize_8bit, strong_view, weak_view
 
 u_w, y_w = weak_view(u, y_u, gen)
 m_w, y_mw = weak_view(m, y_m, gen)

@@ -39,7 +39,7 @@ rates = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9]  # Dropout2d rates of the sweep
 repeats = 4  # dropout draws per rate
 
 # %%
-from crossmatch_lite.notebook import setup
+from crossmatch_lite.tutorial.notebook import setup
 
 ctx = setup("03_feature_perturbations", preset=preset, dataset="toy_acdc", iterations=iterations, seed=seed,
             out_dir=out_dir)
@@ -67,8 +67,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crossmatch_lite import figures
-from crossmatch_lite.unet import drop_features
+from crossmatch_lite.tutorial import figures
+from crossmatch_lite.features import drop_features
 
 data = ctx.data
 fp = ctx.cfg.perturb.feature
@@ -123,7 +123,7 @@ ctx.show(figures.feature_maps(maps, "Encoder level 2 feature maps under channel 
 import pandas as pd
 from IPython.display import display
 
-from crossmatch_lite.probes import dropout_disagreement
+from crossmatch_lite.tutorial.probes import dropout_disagreement
 
 sweep = dropout_disagreement(model, x, rates, repeats=repeats, seed=seed)
 display(pd.DataFrame(sweep).round(4))

@@ -34,7 +34,7 @@ temperatures = [0.5, 1.0, 2.0, 4.0]  # soft-distillation temperatures shown
 n_images = 3  # unlabeled images shown
 
 # %%
-from crossmatch_lite.notebook import setup
+from crossmatch_lite.tutorial.notebook import setup
 
 ctx = setup("04_distillation", preset=preset, dataset="toy_acdc", iterations=iterations, seed=seed,
             out_dir=out_dir)
@@ -43,7 +43,7 @@ ctx = setup("04_distillation", preset=preset, dataset="toy_acdc", iterations=ite
 # ## The graph of loss terms
 
 # %%
-from crossmatch_lite import figures
+from crossmatch_lite.tutorial import figures
 
 ctx.show(figures.draw_crossmatch_graph(eta=ctx.cfg.distill.eta), "loss_graph")
 

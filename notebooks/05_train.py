@@ -58,7 +58,7 @@ resume = True  # False: start afresh even if out_dir holds a run
 n_examples = 4  # test slices shown with their predictions
 
 # %%
-from crossmatch_lite.notebook import setup
+from crossmatch_lite.tutorial.notebook import setup
 
 ctx = setup("05_train", config=config, preset=preset or None, overrides=overrides, dataset=dataset,
             data_root=data_root, labeled=labeled, iterations=iterations, seed=seed, size=size,
@@ -93,7 +93,7 @@ display(Markdown("| key | value |\n|---|---|\n" + "\n".join(f"| `{k}` | `{flat[k
 # returns its summary at once; `ctx.train` then loads `best.pt`.
 
 # %%
-from crossmatch_lite.figures import LiveCurves
+from crossmatch_lite.tutorial.figures import LiveCurves
 
 live = LiveCurves(title=f"{cfg.preset} on {cfg.data.name}: training (live)", every=10)
 trainer, summary = ctx.train(on_log=live)
@@ -111,8 +111,8 @@ print(f"{len(data.labeled_idx)} labeled and {len(data.unlabeled_idx)} unlabeled 
 # Right: validation Dice, mean and per class; the best point chooses `best.pt`.
 
 # %%
-from crossmatch_lite import figures
-from crossmatch_lite.tables import read_metrics
+from crossmatch_lite.tutorial import figures
+from crossmatch_lite.tutorial.tables import read_metrics
 
 train_rows, val_rows = read_metrics(ctx.out)
 ctx.show(figures.plot_training_curves(train_rows, val_rows, title=f"{cfg.preset} on {cfg.data.name}, "
@@ -131,7 +131,7 @@ print(f"best validation Dice: {100 * best_val:.2f} % at iteration {summary['best
 # %%
 import pandas as pd
 
-from crossmatch_lite.tables import metrics_frame
+from crossmatch_lite.tutorial.tables import metrics_frame
 
 table = pd.concat({split: metrics_frame(summary, split) for split in ("val", "test")})
 table.to_csv(ctx.out / "metrics_table.csv")
@@ -146,7 +146,7 @@ print(f"test Dice (mean over classes): {100 * test_dice:.2f} %")
 # of `best.pt` (per-case mean Dice in the title), predicted exactly as the test metrics were.
 
 # %%
-from crossmatch_lite.predict import predict_cases
+from crossmatch_lite.tutorial.predict import predict_cases
 
 slices = figures.pick_slices(data.test_cases, n_examples)
 preds, case_scores = predict_cases(trainer, [data.test_cases[i] for i, _ in slices])
@@ -163,7 +163,7 @@ ctx.show(figures.plot_predictions(data.test_cases, {cfg.preset: preds}, slices, 
 # fails this notebook in CI instead of passing silently.
 
 # %%
-from crossmatch_lite.smoke import scaled
+from crossmatch_lite.tutorial.smoke import scaled
 
 for name in ("config.yaml", "split.json", "metrics.jsonl", "latest.pt", "best.pt", "summary.json"):
     assert (ctx.out / name).exists(), f"{name} missing in {ctx.out}"

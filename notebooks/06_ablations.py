@@ -41,7 +41,7 @@ jobs = 1  # cells trained at once
 seed = 0  # seed of the smoke grid (the other grids have their own seed axis)
 
 # %%
-from crossmatch_lite.notebook import setup
+from crossmatch_lite.tutorial.notebook import setup
 
 ctx = setup("06_ablations", out_dir=out_dir)
 
@@ -56,7 +56,7 @@ ctx = setup("06_ablations", out_dir=out_dir)
 from pathlib import Path
 
 from ablations.grid import read_grid_spec
-from crossmatch_lite.notebook import project_root
+from crossmatch_lite.tutorial.notebook import project_root
 
 smoke_grid = {
     "name": "smoke",
@@ -108,8 +108,8 @@ if run_grid and not results:
 import pandas as pd
 from IPython.display import display
 
-from crossmatch_lite import figures
-from crossmatch_lite.tables import grid_frame
+from crossmatch_lite.tutorial import figures
+from crossmatch_lite.tutorial.tables import grid_frame
 
 folder = Path(results) if results else grid_out
 table = pd.read_csv(folder / "results.csv")

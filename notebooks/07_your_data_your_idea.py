@@ -54,7 +54,7 @@ idea_weight = 0.5  # weight of the new term
 
 # %%
 from crossmatch_lite.data.folder import write_example_folder
-from crossmatch_lite.notebook import resolve_out_dir, setup
+from crossmatch_lite.tutorial.notebook import resolve_out_dir, setup
 
 root = data_root or str(write_example_folder(resolve_out_dir(out_dir) / f"example_{example_format}",
                                              n_cases=20, fmt=example_format))
@@ -67,7 +67,7 @@ ctx = setup("07_your_data_your_idea", preset="crossmatch", dataset="folder", dat
 # grey and colour images each stop with a message that names the file and the fix.
 
 # %%
-from crossmatch_lite import figures
+from crossmatch_lite.tutorial import figures
 
 data = ctx.data
 print(f"{len(data.split['labeled'])} labeled / {len(data.split['unlabeled'])} unlabeled training cases, "
@@ -96,7 +96,7 @@ with tempfile.TemporaryDirectory() as broken:  # what a mistake looks like
 # %% [markdown]
 # ## 2. Your idea: one new consistency term
 #
-# `crossmatch_lite/ideas.py` adds *flip consistency*: the prediction on the horizontally
+# `crossmatch_lite/tutorial/ideas.py` adds *flip consistency*: the prediction on the horizontally
 # flipped weak view, flipped back, must agree with the teacher `p_w` wherever the teacher is
 # confident. It uses only public pieces: `Trainer.step_loss` (the method `train_step` calls
 # for each iteration's loss), `Teacher` and `masked_dice_loss`. The whole idea:
@@ -104,7 +104,7 @@ with tempfile.TemporaryDirectory() as broken:  # what a mistake looks like
 # %%
 import inspect
 
-from crossmatch_lite import ideas
+from crossmatch_lite.tutorial import ideas
 
 source = inspect.getsource(ideas)
 print(source[source.index("@dataclass"):])
@@ -130,8 +130,8 @@ for name, idea in variants.items():
 # %%
 from IPython.display import display
 
-from crossmatch_lite.predict import predict_cases
-from crossmatch_lite.tables import dice_frame, read_metrics
+from crossmatch_lite.tutorial.predict import predict_cases
+from crossmatch_lite.tutorial.tables import dice_frame, read_metrics
 
 dice = dice_frame(summaries)
 display(dice.round(1))

@@ -20,11 +20,11 @@
 # with one class, the atrium, trained from 4, 8 or 16 labeled scans. Nothing of the method
 # changes in 3D; what changes is around it:
 #
-# - the network is a VNet (`crossmatch_lite/vnet.py`) with 3D convolutions, trained on
+# - the network is a VNet (`crossmatch_lite/models/vnet.py`) with 3D convolutions, trained on
 #   random patches (`data.patch`) and scored with a sliding window over the whole volume;
 # - the weak view is a quarter turn and a flip in the axial plane, then a crop; the strong
 #   view is a random bias field and gamma, then blur (torchio, as the official code), not
-#   colour jitter; CutMix pastes boxes, not rectangles (`crossmatch_lite/views3d.py`);
+#   colour jitter; CutMix pastes boxes, not rectangles (`crossmatch_lite/views/views3d.py`);
 # - feature perturbation drops whole 3D channels (`Dropout3d`).
 #
 # This notebook shows a volume in three planes, the 3D views and CutMix boxes of one
@@ -54,7 +54,7 @@ out_dir = "runs/08_3d_left_atrium"
 n_cases = 2  # test volumes shown with their predictions
 
 # %%
-from crossmatch_lite.notebook import la_preset, setup
+from crossmatch_lite.tutorial.notebook import la_preset, setup
 
 preset_file, root = la_preset(dataset, data_root)
 # One thread: small 3D patches gain nothing from two, and two stall on a busy machine.
@@ -88,7 +88,7 @@ display(Markdown("| key | value |\n|---|---|\n" + "\n".join(f"| `{k}` | `{flat[k
 # where the other two planes cut.
 
 # %%
-from crossmatch_lite import figures3d
+from crossmatch_lite.tutorial import figures3d
 
 data = ctx.data
 case = data.test_cases[0]
@@ -129,7 +129,7 @@ ctx.show(figures3d.plot_views_3d(views.u_w, views.strong, views.boxes,
 # in a flat patch (x wider than z) a box whose corner lands beyond z is empty altogether.
 
 # %%
-from crossmatch_lite import views3d
+from crossmatch_lite.views import views3d
 
 patch = tuple(cfg.data.patch)
 layouts = views3d.box_layouts(6, patch, cfg.perturb.image, seed=seed)
@@ -147,8 +147,8 @@ ctx.show(figures3d.plot_box_layouts(layouts, "The same six CutMix boxes in the t
 # on the test volumes. A finished run in the same folder is reused.
 
 # %%
-from crossmatch_lite import figures
-from crossmatch_lite.tables import read_metrics
+from crossmatch_lite.tutorial import figures
+from crossmatch_lite.tutorial.tables import read_metrics
 
 live = figures.LiveCurves(title=f"{cfg.preset} on {data.name}: training (live)", every=10)
 trainer, summary = ctx.train(tag=f"{data.name}_{cfg.train.iterations}it_seed{cfg.train.seed}", on_log=live)
@@ -167,7 +167,7 @@ print(f"trained {summary['iterations']} iterations in {summary['train_seconds']}
 # label and the prediction outlined, and the coronal slice with both outlines.
 
 # %%
-from crossmatch_lite.predict import predict_cases
+from crossmatch_lite.tutorial.predict import predict_cases
 
 shown_cases = data.test_cases[:n_cases]
 preds, case_scores = predict_cases(trainer, shown_cases)
@@ -196,7 +196,7 @@ ctx.show(figures3d.plot_surfaces({"label": case.label, "prediction": preds[case.
 # the 3D path fails this notebook in CI (smoke runs only show that it runs).
 
 # %%
-from crossmatch_lite.smoke import scaled
+from crossmatch_lite.tutorial.smoke import scaled
 
 for name in ("config.yaml", "metrics.jsonl", "best.pt", "summary.json"):
     assert (trainer.out / name).exists(), f"{name} missing in {trainer.out}"

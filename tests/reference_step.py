@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from crossmatch_lite.unet import drop_features
+from crossmatch_lite.features import drop_features
 
 SMOOTH = 1e-4
 

@@ -8,7 +8,7 @@ from crossmatch_lite.batchnorm import batch_statistics, recompute_statistics
 from crossmatch_lite.config import load_config
 from crossmatch_lite.crossmatch_step import plan_from, source_teachers
 from crossmatch_lite.train import Trainer
-from crossmatch_lite.unet import UNet
+from crossmatch_lite.models.unet import UNet
 
 
 def _net():

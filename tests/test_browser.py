@@ -2,7 +2,7 @@
 
 1. JupyterLab on 127.0.0.1 opens notebook 02, runs it, a slider is dragged, and the figure
    the slider draws must change.
-2. The smoke build of the book (`python -m crossmatch_lite.book build --smoke`): every
+2. The smoke build of the book (`python -m crossmatch_lite.tutorial.book build --smoke`): every
    notebook page must show its figures (img elements that loaded, with a non-zero size).
 
 JupyterLab runs isolated from the user's Jupyter setup (its own config, data, settings and
@@ -232,13 +232,13 @@ def _run_notebook_and_drag_the_slider(page, url):
 
 @pytest.fixture(scope="module")
 def smoke_book():
-    from crossmatch_lite.book import build
+    from crossmatch_lite.tutorial.book import build
 
     return build(smoke=True)
 
 
 def test_every_book_page_shows_its_figures(browser, smoke_book):
-    from crossmatch_lite.book import notebooks
+    from crossmatch_lite.tutorial.book import notebooks
 
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     html = smoke_book.parent

@@ -4,10 +4,10 @@ import copy
 import pytest
 import torch
 
-from crossmatch_lite.augment import make_unlabeled_views
+from crossmatch_lite.views import make_unlabeled_views
 from crossmatch_lite.config import Config, flatten, load_config, to_dict
 from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
-from crossmatch_lite.unet import UNet
+from crossmatch_lite.models.unet import UNet
 from official.tape import keyed_dropout
 from reference_step import reference_terms
 

@@ -25,7 +25,7 @@ if DEVICE.startswith("cuda"):
     torch.backends.cudnn.benchmark = False
 
 from benchmarks import gpu_session  # noqa: E402
-from crossmatch_lite.checkpoints import load_checkpoint  # noqa: E402
+from crossmatch_lite.run.checkpoints import load_checkpoint  # noqa: E402
 
 STEP_STATUSES = {"ok", "partial", "finished", "stopped_for_budget"}
 

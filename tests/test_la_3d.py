@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from crossmatch_lite import views3d
-from crossmatch_lite.augment import make_unlabeled_views
+from crossmatch_lite.views import views3d
+from crossmatch_lite.views import make_unlabeled_views
 from crossmatch_lite.config import ConfigError, load_config
 from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
 from crossmatch_lite.data import load_data
@@ -19,9 +19,9 @@ from crossmatch_lite.data.base import Case
 from crossmatch_lite.evaluate import predict_volume
 from crossmatch_lite.features import drop_features
 from crossmatch_lite.losses import DiceSpec, masked_dice_loss
-from crossmatch_lite.networks import build_model
+from crossmatch_lite.models import build_model
 from crossmatch_lite.train import Trainer, conf_threshold, train
-from crossmatch_lite.vnet import VNet
+from crossmatch_lite.models.vnet import VNet
 from killing import train_until_killed_at
 
 TOY = ["train.threads=1", "train.progress=false", "train.amp=off"]

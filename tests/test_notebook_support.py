@@ -31,9 +31,9 @@ def finished_run(tmp_path_factory, toy_data):
 
 
 def test_load_model_rebuilds_the_network_from_the_weights(tmp_path):
-    from crossmatch_lite.checkpoints import CheckpointError, load_model
-    from crossmatch_lite.io_utils import atomic_torch_save
-    from crossmatch_lite.networks import build_model
+    from crossmatch_lite.run.checkpoints import CheckpointError, load_model
+    from crossmatch_lite.run.files import atomic_torch_save
+    from crossmatch_lite.models import build_model
 
     cfg = load_config("configs/crossmatch.yaml", ["model.channels=[4,8,16,32,64]"])
     net = build_model(cfg.model, in_channels=3, num_classes=2)
@@ -70,7 +70,7 @@ def test_train_step_feeds_on_next_batch(toy_data):
 
 def test_predictions_come_from_the_evaluation_path(finished_run, toy_data):
     """The pictures of a run score exactly what its summary says (BatchNorm recomputed)."""
-    from crossmatch_lite.predict import predict_cases, trainer_for
+    from crossmatch_lite.tutorial.predict import predict_cases, trainer_for
 
     run, summary = finished_run
     preds, scores = predict_cases(trainer_for(run, data=toy_data), toy_data.test_cases)
@@ -81,7 +81,7 @@ def test_predictions_come_from_the_evaluation_path(finished_run, toy_data):
 
 
 def test_save_figure_writes_png_and_svg_atomically(tmp_path):
-    from crossmatch_lite import figures
+    from crossmatch_lite.tutorial import figures
 
     fig, axes = figures.new_figure()
     axes[0][0].plot([0, 1], [1, 0])
@@ -92,7 +92,7 @@ def test_save_figure_writes_png_and_svg_atomically(tmp_path):
 
 
 def test_pick_slices_takes_the_middle_of_the_heart(toy_data):
-    from crossmatch_lite.figures import pick_slices
+    from crossmatch_lite.tutorial.figures import pick_slices
 
     for i, z in pick_slices(toy_data.test_cases, 3):
         fg = np.flatnonzero((toy_data.test_cases[i].label > 0).reshape(len(toy_data.test_cases[i].label), -1).any(1))
@@ -100,7 +100,7 @@ def test_pick_slices_takes_the_middle_of_the_heart(toy_data):
 
 
 def test_the_idea_adds_one_logged_term(tmp_path, toy_data):
-    from crossmatch_lite.ideas import IdeaTrainer
+    from crossmatch_lite.tutorial.ideas import IdeaTrainer
 
     cfg = load_config("configs/crossmatch.yaml", TINY + ["train.iterations=2", "train.val_every=2"])
     trainer = IdeaTrainer(cfg, tmp_path / "idea", idea={"name": "flip", "weight": 0.5}, data=toy_data)

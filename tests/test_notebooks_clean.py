@@ -101,7 +101,7 @@ def test_no_executed_copies_inside_notebooks():
 
 
 def test_config_paths_resolve_from_anywhere(tmp_path, monkeypatch):
-    from crossmatch_lite.notebook import resolve_config_path
+    from crossmatch_lite.tutorial.notebook import resolve_config_path
 
     for cwd in (ROOT, NB_DIR, tmp_path):
         monkeypatch.chdir(cwd)
@@ -112,7 +112,7 @@ def test_config_paths_resolve_from_anywhere(tmp_path, monkeypatch):
 
 
 def test_convenience_overrides_come_before_the_users():
-    from crossmatch_lite.notebook import convenience_overrides, notebook_config
+    from crossmatch_lite.tutorial.notebook import convenience_overrides, notebook_config
 
     conv = convenience_overrides("toy_acdc", "", 3.0, 300, 1, 64, 4)
     assert "train.val_every=50" in conv and "data.size=64" in conv and not any(c.startswith("data.root") for c in conv)
@@ -122,7 +122,7 @@ def test_convenience_overrides_come_before_the_users():
 
 
 def test_setup_switches_to_smoke_folders(monkeypatch, capsys):
-    from crossmatch_lite.notebook import SMOKE_ITERATIONS, setup
+    from crossmatch_lite.tutorial.notebook import SMOKE_ITERATIONS, setup
 
     monkeypatch.setenv("CROSSMATCH_LITE_SMOKE", "1")
     ctx = setup("05_train", config="configs/crossmatch.yaml", iterations=300, out_dir="runs/05_train")

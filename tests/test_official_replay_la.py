@@ -21,13 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from crossmatch_lite.augment import UnlabeledViews, paste
+from crossmatch_lite.views import UnlabeledViews
+from crossmatch_lite.cutmix import paste
 from crossmatch_lite.config import load_config
 from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
 from crossmatch_lite.losses import masked_dice_loss
-from crossmatch_lite.networks import build_model
+from crossmatch_lite.models import build_model
 from crossmatch_lite.train import conf_threshold, make_optimizer, sigmoid_rampup
-from crossmatch_lite.vnet import VNet
+from crossmatch_lite.models.vnet import VNet
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "official"))

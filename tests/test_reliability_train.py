@@ -13,8 +13,8 @@ import torch
 from crossmatch_lite.__main__ import _print_metrics, main
 from crossmatch_lite.config import load_config
 from crossmatch_lite.data import DataError, load_data
-from crossmatch_lite.io_utils import atomic_write_json
-from crossmatch_lite.run_folder import locked
+from crossmatch_lite.run.files import atomic_write_json
+from crossmatch_lite.run.folder import locked
 from crossmatch_lite.train import RunMismatch, train
 from killing import train_until_killed_at
 
@@ -123,7 +123,7 @@ def test_lock_is_exclusive_between_processes(tmp_path):
     out = tmp_path / "run"
     with locked(out):
         code = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
-                               "from crossmatch_lite.run_folder import locked, RunLocked\n"
+                               "from crossmatch_lite.run.folder import locked, RunLocked\n"
                                "try:\n  with locked(Path(sys.argv[1])): sys.exit(0)\n"
                                "except RunLocked: sys.exit(3)", str(out)]).returncode
     assert code == 3

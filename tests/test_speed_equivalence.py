@@ -30,7 +30,8 @@ from PIL import Image, ImageEnhance, ImageFilter
 from scipy import ndimage, stats
 
 from benchmarks.official_loop import cutmix_box as official_cutmix_box
-from crossmatch_lite import augment as A
+from crossmatch_lite import views as V
+from crossmatch_lite.views import views2d as A
 from crossmatch_lite.config import ImagePerturbConfig
 
 
@@ -283,7 +284,7 @@ def test_channels_last_step_equals_reference_formulation():
 
     from crossmatch_lite.config import Config
     from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
-    from crossmatch_lite.unet import UNet
+    from crossmatch_lite.models.unet import UNet
     from reference_step import reference_terms
 
     cfg = Config()
@@ -292,7 +293,7 @@ def test_channels_last_step_equals_reference_formulation():
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(b, 1, s, s, generator=g), torch.randint(0, 4, (b, s, s), generator=g)
     u, m = torch.rand(b, 1, s, s, generator=g), torch.rand(b, 1, s, s, generator=g)
-    v = A.make_unlabeled_views(u, m, cfg.perturb.image, torch.Generator().manual_seed(1))
+    v = V.make_unlabeled_views(u, m, cfg.perturb.image, torch.Generator().manual_seed(1))
     torch.manual_seed(0)
     # Element-wise dropout draws its mask in memory order, so with the same seed a
     # channels-last tensor gets another mask: switch it off to compare the math alone
@@ -300,7 +301,7 @@ def test_channels_last_step_equals_reference_formulation():
     ref_model = UNet(1, 4, [8, 16, 32, 64, 128], encoder_dropout=(0.0,) * 5)
     model = copy.deepcopy(ref_model).to(memory_format=torch.channels_last)
     cl = lambda t: t.contiguous(memory_format=torch.channels_last)  # noqa: E731
-    v_cl = A.UnlabeledViews(u_w=cl(v.u_w), m_w=cl(v.m_w), strong=[cl(t) for t in v.strong], boxes=v.boxes)
+    v_cl = V.UnlabeledViews(u_w=cl(v.u_w), m_w=cl(v.m_w), strong=[cl(t) for t in v.strong], boxes=v.boxes)
     torch.manual_seed(5)
     out = crossmatch_step(model, cl(x), y, v_cl, cfg, plan_from(cfg), thresh)
     torch.manual_seed(5)

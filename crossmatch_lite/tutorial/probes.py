@@ -6,14 +6,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .unet import drop_features
+from ..features import drop_features
 
 
 def dropout_disagreement(model, images: torch.Tensor, rates: Sequence[float], repeats: int = 4,
                          seed: int = 0) -> dict:
     """How often channel dropout on the encoder features flips the predicted class.
 
-    For each rate, decodes `images` through `unet.drop_features(features, rate)` `repeats`
+    For each rate, decodes `images` through `features.drop_features(features, rate)` `repeats`
     times and returns, per rate, the share of pixels whose argmax differs from the clean
     decoding, and the mean max-softmax confidence (both averaged over images and repeats).
     The global torch RNG is restored afterwards, so a notebook's later draws do not change."""

@@ -1,7 +1,7 @@
 """Parameter names of the official CrossMatch ACDC UNet, mapped to ours.
 
 Lets a state dict of the official code (a `best.pth`/`latest.pth` of its training script,
-or the weights the fidelity fixture records) load into `crossmatch_lite.unet.UNet` with
+or the weights the fidelity fixture records) load into `crossmatch_lite.models.unet.UNet` with
 the same values, and back. The official model nests its blocks more deeply
 (`encoder.down1.maxpool_conv.1.conv_conv.0.weight`); ours are flatter (`downs.0.1.0.weight`).
 """

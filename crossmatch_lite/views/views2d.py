@@ -1,4 +1,4 @@
-"""Image-level views, built batch-wise with torch on the training device.
+"""Image-level views of 2D images, built batch-wise with torch on the training device.
 
 The official code augments one sample at a time on the CPU with PIL and scipy. Here
 each sample still gets its own random parameters, drawn from the same distributions,
@@ -9,12 +9,10 @@ on CPU and GPU.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-from .config import ImagePerturbConfig
+from ..config import ImagePerturbConfig
 
 
 def _uniform(gen: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
@@ -197,51 +195,3 @@ def strong_view(u: torch.Tensor, cfg: ImagePerturbConfig, gen: torch.Generator) 
         sigma = _uniform(gen, b, *cfg.blur_sigma)
         s = gaussian_blur(s, sigma, apply, max_sigma=cfg.blur_sigma[1])
     return quantize_8bit(s)
-
-
-def paste(target: torch.Tensor, source: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """Inside the box, take the source's values (images (B,C,H,W) or maps (B,H,W)/(B,K,H,W))."""
-    m = box.bool()
-    while m.dim() < target.dim():
-        m = m.unsqueeze(1)
-    return torch.where(m, source, target)
-
-
-@dataclass
-class UnlabeledViews:
-    """What one iteration feeds the unlabeled streams."""
-    u_w: torch.Tensor  # weak view of the unlabeled batch
-    m_w: torch.Tensor | None  # weak view of the CutMix source batch (None: in-batch source)
-    strong: list[torch.Tensor]  # strong views of u, boxes already filled from the source
-    boxes: list[torch.Tensor]  # (B, H, W) or (B, X, Y, Z) CutMix box of each strong view
-
-    def to(self, device: torch.device | str) -> "UnlabeledViews":
-        """The same views on another device (a new object; this one is unchanged)."""
-        return UnlabeledViews(u_w=self.u_w.to(device), m_w=None if self.m_w is None else self.m_w.to(device),
-                              strong=[s.to(device) for s in self.strong], boxes=[b.to(device) for b in self.boxes])
-
-
-def make_unlabeled_views(u_w: torch.Tensor, m_w: torch.Tensor | None,
-                         cfg: ImagePerturbConfig, gen: torch.Generator) -> UnlabeledViews:
-    """Strong views s_i of u and, for each, a box filled with the source's own strong view.
-    2D images (B, C, H, W) get the views of this module, 3D volumes (B, C, X, Y, Z) those
-    of views3d.py; the structure is the same."""
-    n_views = cfg.strong_views if cfg.enabled else 0
-    b = u_w.shape[0]
-    if u_w.dim() == 5:
-        from . import views3d
-        strong_fn = views3d.strong_view
-        boxes_fn = lambda: views3d.cutmix_boxes(b, tuple(u_w.shape[2:]), cfg, gen, u_w.device)  # noqa: E731
-    else:
-        strong_fn = strong_view
-        boxes_fn = lambda: cutmix_boxes(b, u_w.shape[2], cfg, gen, u_w.device)  # noqa: E731
-    strong, boxes = [], []
-    for _ in range(n_views):
-        s = strong_fn(u_w, cfg, gen)
-        box = boxes_fn()
-        if cfg.cutmix:
-            src = strong_fn(m_w, cfg, gen) if m_w is not None else s.roll(1, dims=0)
-            s = paste(s, src, box)
-        strong.append(s)
-        boxes.append(box)
-    return UnlabeledViews(u_w=u_w, m_w=m_w, strong=strong, boxes=boxes)

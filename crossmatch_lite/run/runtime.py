@@ -8,7 +8,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 
 def pick_device(name: str = "auto") -> torch.device:

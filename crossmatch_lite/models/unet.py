@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .features import cat_features, drop_features  # noqa: F401  (re-exported for notebooks)
 
 
 class ConvBlock(nn.Sequential):

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .crossmatch_step import Teacher
-from .losses import masked_dice_loss
-from .train import Trainer
+from ..crossmatch_step import Teacher
+from ..losses import masked_dice_loss
+from ..train import Trainer
 
 
 @dataclass

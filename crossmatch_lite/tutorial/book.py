@@ -1,7 +1,7 @@
 """Build the tutorial series as a static HTML book, every notebook executed, with caching.
 
-    python -m crossmatch_lite.book build            # full defaults -> runs/book/_build/html/index.html
-    python -m crossmatch_lite.book build --smoke    # CI-sized (CROSSMATCH_LITE_SMOKE=1) -> runs/smoke/book/...
+    python -m crossmatch_lite.tutorial.book build            # full defaults -> runs/book/_build/html/index.html
+    python -m crossmatch_lite.tutorial.book build --smoke    # CI-sized (CROSSMATCH_LITE_SMOKE=1) -> runs/smoke/book/...
 
 The tool is Jupyter Book 1.x: pure pip, Sphinx + MyST-NB underneath, and its execution
 cache (jupyter-cache) keys each notebook by its code, so a rebuild re-executes only the
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .io_utils import atomic_write_bytes, atomic_write_text
+from ..run.files import atomic_write_bytes, atomic_write_text
 from .notebook import project_root
 from .smoke import SMOKE_ENV
 
@@ -97,7 +97,7 @@ def build(out: str | Path | None = None, smoke: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m crossmatch_lite.book", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m crossmatch_lite.tutorial.book", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="execute (cached) and render every notebook to HTML")

@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .config import ImagePerturbConfig
+from ..config import ImagePerturbConfig
 
 
 def _randint(gen: torch.Generator, low: int, high: int) -> int:

@@ -14,7 +14,7 @@ from typing import Sequence
 import matplotlib
 import numpy as np
 
-from .io_utils import atomic_write_bytes
+from ..run.files import atomic_write_bytes
 
 # Class colours: background transparent, then RV/lesion, Myo, LV (colour-blind safe); the
 # last one marks ignored pixels (below the confidence threshold) in notebook 04.

@@ -1,6 +1,6 @@
 """The plumbing every tutorial notebook shares, behind one call:
 
-    from crossmatch_lite.notebook import setup
+    from crossmatch_lite.tutorial.notebook import setup
     ctx = setup("03_feature_perturbations", preset=preset, iterations=iterations, out_dir=out_dir)
 
 `setup` styles the figures, finds the config whether Jupyter started in the project root
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import __version__
-from .config import Config, load_config
+from .. import __version__
+from ..config import Config, load_config
 from .figures import apply_style, show
 from .smoke import scaled, smoke_mode
 
@@ -34,7 +34,7 @@ SMOKE_OVERRIDES = ["eval.precise_bn_batches=4", "train.threads=1"]
 # ---------------------------------------------------------------- paths and parameters
 def project_root() -> Path | None:
     """The checkout that holds this package (the folder with configs/), if there is one."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "configs").is_dir() else None
 
 
@@ -124,8 +124,8 @@ def prepare_run_dir(out_dir: str | Path, resume: bool = True) -> Path:
 def trained(cfg: Config, run_dir: str | Path, data=None, on_log: Callable | None = None, trainer_cls=None):
     """Train (or resume, or reuse a finished run in run_dir) and return (trainer, summary)
     with the best-on-validation checkpoint loaded into trainer.model."""
-    from .checkpoints import load_model
-    from .train import Trainer
+    from ..run.checkpoints import load_model
+    from ..train import Trainer
 
     trainer = (trainer_cls or Trainer)(cfg, run_dir, data=data, on_log=on_log)
     summary = trainer.run()
@@ -170,7 +170,7 @@ class Context:
     def data(self):
         """The notebook's dataset (loaded once)."""
         if self._data is None:
-            from .data import load_data
+            from ..data import load_data
 
             self._data = load_data(self.cfg.data, seed=self.cfg.train.seed)
         return self._data

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 import yaml
 
-from .config import ConfigError, Config, apply_dict, flatten, to_dict, yaml_load
+from ..config import ConfigError, Config, apply_dict, flatten, to_dict, yaml_load
 
 # Keys that may change between a run and its resumption without changing the result.
 RESUME_FREE_KEYS = ("train.device", "train.threads", "train.progress", "train.log_every", "eval.")

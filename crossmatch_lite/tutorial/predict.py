@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import load_model
-from .config import load_config
+from ..run.checkpoints import load_model
+from ..config import load_config
 from .tables import case_dice
 
 
 def trainer_for(run_dir: str | Path, which: str = "best", data=None, overrides=()):
     """A Trainer for an existing run folder with its `which` checkpoint loaded (no training)."""
-    from .train import Trainer
+    from ..train import Trainer
 
     cfg = load_config(Path(run_dir) / "config.yaml", [*overrides, "train.progress=false"])
     trainer = Trainer(cfg, run_dir, data=data)
