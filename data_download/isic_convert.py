@@ -28,7 +28,7 @@ from .fsutil import atomic_path, check_free_space
 
 IMAGE_RE = re.compile(r"(?:^|/)(ISIC_\d+)\.jpg$", re.IGNORECASE)
 MASK_RE = re.compile(r"(?:^|/)(ISIC_\d+)_segmentation\.png$", re.IGNORECASE)
-# Measured on the real ISIC pairs (docs/data_download.md): gzip on the images
+# Measured on the real ISIC pairs (docs/data.md): gzip on the images
 # saves ~30% but cuts random reads from ~11000 to ~700 pairs/s, so images stay
 # raw; binary masks shrink ~50x with gzip level 1 at almost no read cost.
 MASK_COMPRESSION = {"compression": "gzip", "compression_opts": 1}

@@ -151,7 +151,7 @@ for png in sorted((folder / "figures").glob("*.png")):
 #
 # On the quick grid (toy data, 3 labeled patients, 600 iterations) image perturbation alone
 # scored 89.5 test Dice and full CrossMatch 84.6 with the previous version's network and
-# evaluation; with the official ones the order turned, 88.9 against 90.1 (README,
+# evaluation; with the official ones the order turned, 88.9 against 90.1 (docs/results.md,
 # *Results*), a difference two seeds cannot show. That either can lead has three reasons,
 # none of which says the feature terms are useless:
 #
@@ -165,7 +165,7 @@ for png in sorted((folder / "figures").glob("*.png")):
 #   the unlabeled terms mostly echo a teacher that is still poor.
 # - **Toy data.** The synthetic hearts vary in shape, size and intensity, which the image
 #   perturbations imitate well; feature dropout adds robustness to variation the toy data
-#   hardly have. On real ACDC (README, `acdc_cpu`) full CrossMatch beats the supervised
+#   hardly have. On real ACDC (docs/results.md, `acdc_cpu`) full CrossMatch beats the supervised
 #   baseline by 12.0 ± 6.2 test Dice points (3 seeds, 1200 iterations).
 #
 # Whether the ordering flips at a longer budget on toy data is **untested**: run the quick

@@ -1,4 +1,4 @@
-"""Surface distances as defined in README: MONAI's pooled symmetric ASD, empty cases
+"""Surface distances as defined in docs/training.md: MONAI's pooled symmetric ASD, empty cases
 counted and, in the penalised figures, scored as the image diagonal."""
 import numpy as np
 import pytest

@@ -10,7 +10,7 @@ checkpoint on the test scans; here `data.val_count` training scans (8 by default
 out as val instead, drawn once with a fixed seed from the scans that no official labeled
 list uses, so every run and every labeled count chooses its checkpoint on the same val
 scans and never looks at test. Those scans are then not in the unlabeled pool (64 instead
-of the official 72 with 8 labels); README says so.
+of the official 72 with 8 labels); docs/3d.md says so.
 
 The voxels are 0.625 mm along every axis (the challenge's acquisition resolution, which the
 UA-MT crop keeps), so distances are given in voxels, as the paper reports them, and in mm.

@@ -6,13 +6,15 @@
 The tool is Jupyter Book 1.x: pure pip, Sphinx + MyST-NB underneath, and its execution
 cache (jupyter-cache) keys each notebook by its code, so a rebuild re-executes only the
 notebooks that changed and renders the others from their stored outputs. The book's source
-folder holds copies of notebooks/*.ipynb plus a generated table of contents; full and
-smoke builds keep separate caches, because the same code gives other outputs in each mode.
+folder holds copies of notebooks/*.ipynb (part "Tutorials"), of README.md, CONTRIBUTING.md
+and docs/*.md (part "Guide"), plus a generated table of contents; full and smoke builds
+keep separate caches, because the same code gives other outputs in each mode.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,34 +26,75 @@ from .smoke import SMOKE_ENV
 TITLE = "crossmatch_lite: semi-supervised segmentation, step by step"
 
 
+# The guide's reading order; docs pages not named here follow in alphabetical order.
+GUIDE_ORDER = ("method", "configuration", "training", "data", "3d", "results", "ablations", "speed",
+               "gpu", "notebooks", "reliability", "testing", "citation")
+ROOT_PAGES = ("README.md", "CONTRIBUTING.md")  # staged at the book's root, so docs/x.md -> ../README.md works
+# A link to a notebook of the series (`notebooks/NN_x.ipynb`, or its .py twin) from a guide page.
+_NOTEBOOK_LINK = re.compile(r"\]\(((?:\.\./)?)notebooks/(0[0-9]_[\w-]+)\.(?:ipynb|py)\)")
+
+
 def notebooks(root: Path) -> list[Path]:
     return sorted((root / "notebooks").glob("0[0-9]_*.ipynb"))
+
+
+def guide_pages(root: Path) -> list[Path]:
+    """docs/*.md in reading order."""
+    pages = {p.stem: p for p in (root / "docs").glob("*.md")}
+    return [pages[n] for n in GUIDE_ORDER if n in pages] + [pages[n] for n in sorted(set(pages) - set(GUIDE_ORDER))]
+
+
+def _guide_text(text: str) -> str:
+    """In the book the notebooks sit at the source root: point notebook links at those copies."""
+    return _NOTEBOOK_LINK.sub(r"](\1\2.ipynb)", text)
+
+
+def _write_if_changed(target: Path, data: bytes) -> None:
+    if not target.exists() or target.read_bytes() != data:
+        atomic_write_bytes(target, data)
 
 
 def _intro(root: Path, names: list[str]) -> str:
     rows = "\n".join(f"- [{n}]({n}.ipynb)" for n in names)
     return (f"# {TITLE}\n\nThe tutorial notebooks of `notebooks/`, executed. Each page is one notebook with "
             f"its outputs and figures; the notebooks themselves (and their `py:percent` twins) are in the "
-            f"repository.\n\n{rows}\n")
+            f"repository.\n\n{rows}\n\nThe guide after them holds the README and the pages of `docs/`: the "
+            f"method as implemented, configuration, training, data, results and the rest.\n")
 
 
 def stage(out: Path, smoke: bool) -> Path:
-    """Write the book's source folder: notebook copies (rewritten only when they change,
-    so Sphinx and the cache see unchanged files as unchanged), _config.yml and _toc.yml."""
+    """Write the book's source folder: notebook copies and guide pages (rewritten only when
+    they change, so Sphinx and the cache see unchanged files as unchanged), _config.yml and
+    _toc.yml with two parts, "Tutorials" (the notebooks) and "Guide" (README, docs/*.md)."""
     root = project_root()
     src = out / "src"
-    src.mkdir(parents=True, exist_ok=True)
+    (src / "docs").mkdir(parents=True, exist_ok=True)
     names = []
     for nb in notebooks(root):
-        data, target = nb.read_bytes(), src / nb.name
-        if not target.exists() or target.read_bytes() != data:
-            atomic_write_bytes(target, data)
+        _write_if_changed(src / nb.name, nb.read_bytes())
         names.append(nb.stem)
     for stale in set(p.stem for p in src.glob("*.ipynb")) - set(names):
         (src / f"{stale}.ipynb").unlink()
+    pages = guide_pages(root)
+    for page in pages:
+        _write_if_changed(src / "docs" / page.name, _guide_text(page.read_text(encoding="utf-8")).encode("utf-8"))
+    for stale in set(p.name for p in (src / "docs").glob("*.md")) - set(p.name for p in pages):
+        (src / "docs" / stale).unlink()
+    guide = [(f"docs/{p.stem}", None) for p in pages]  # (toc file, title or None)
+    for name in ROOT_PAGES:
+        if (root / name).is_file():
+            _write_if_changed(src / name, _guide_text((root / name).read_text(encoding="utf-8")).encode("utf-8"))
+            if name == "README.md":
+                guide.insert(0, ("README", "Overview (README)"))
+            else:
+                guide.append((Path(name).stem, None))
+        elif (src / name).exists():
+            (src / name).unlink()
     atomic_write_text(src / "intro.md", _intro(root, names))
-    atomic_write_text(src / "_toc.yml", "format: jb-book\nroot: intro\nchapters:\n"
-                      + "".join(f"  - file: {n}\n" for n in names))
+    atomic_write_text(src / "_toc.yml", "format: jb-book\nroot: intro\nparts:\n"
+                      + "  - caption: Tutorials\n    chapters:\n" + "".join(f"      - file: {n}\n" for n in names)
+                      + "  - caption: Guide\n    chapters:\n"
+                      + "".join(f"      - file: {f}\n" + (f"        title: \"{t}\"\n" if t else "") for f, t in guide))
     atomic_write_text(src / "_config.yml", f"""title: "{TITLE}{' (smoke build)' if smoke else ''}"
 author: crossmatch_lite
 only_build_toc_files: true
@@ -65,6 +108,7 @@ sphinx:
   config:
     nb_execution_show_tb: true
     html_show_copyright: false
+    myst_heading_anchors: 3
 """)
     return src
 
