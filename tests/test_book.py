@@ -6,8 +6,8 @@ import re
 
 import yaml
 
-from crossmatch_lite.book import guide_pages, notebooks, stage
-from crossmatch_lite.notebook import project_root
+from crossmatch_lite.tutorial.book import guide_pages, notebooks, stage
+from crossmatch_lite.tutorial.notebook import project_root
 
 LINK = re.compile(r"\]\(([^)\s#]+\.(?:md|ipynb))(?:#[^)]*)?\)")
 
