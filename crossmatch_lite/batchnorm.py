@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .features import decode_groups, drop_features
+
 
 def _batchnorms(model: nn.Module) -> list[_BatchNorm]:
     return [m for m in model.modules() if isinstance(m, _BatchNorm)]
@@ -83,3 +85,30 @@ def recompute_statistics(model: nn.Module, images: torch.Tensor, batches: int, b
             fresh(images[idx].float())
     fresh.eval()
     return fresh
+
+
+@torch.no_grad()
+def source_pass_other_modes(model: nn.Module, m_w: torch.Tensor, rates: list[float], mode: str) -> list[torch.Tensor]:
+    """The CutMix source's teachers by a non-official pass, for ablating the BatchNorm
+    statistics the teachers see: one encoder pass on m, then [m, m through each dropout
+    rate] decoded in one call. Returns the logits [clean, *one per rate].
+
+        eval         running statistics, no encoder dropout: equal to the official pass
+                     before commit cd1e25c, since in eval mode batching does not matter
+        train        batch statistics and encoder dropout on m alone
+        batch_stats  batch statistics, dropout off, running statistics untouched
+                     (`batch_statistics` above says why)
+    """
+    def run() -> list[torch.Tensor]:
+        f_m = model.encode(m_w)
+        return decode_groups(model, [f_m] + [drop_features(f_m, rate) for rate in rates])
+
+    if mode == "batch_stats":
+        with batch_statistics(model):
+            return run()
+    was_training = model.training
+    model.train(mode == "train")
+    try:
+        return run()
+    finally:
+        model.train(was_training)

@@ -34,15 +34,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
-
-from .views import UnlabeledViews
-from .cutmix import paste
-from .batchnorm import batch_statistics
-from .config import Config
 from torch import nn
 
-from .features import cat_features, drop_features
+from .batchnorm import source_pass_other_modes
+from .config import Config
+from .cutmix import paste
+from .features import decode_groups, drop_features
 from .losses import DiceSpec, masked_dice_loss, masked_kl_loss, supervised_loss
+from .views import UnlabeledViews
 
 
 @dataclass(eq=False)
@@ -76,18 +75,32 @@ class StepOutput:
 
 
 @dataclass(frozen=True)
+class LossWeights:
+    """L = (supervised L_x + strong mean(L_s_i) + distill L_kd) / normalizer, and
+    L_kd = (1 - eta) mean(a, b, c, d) + eta mean(e, f)."""
+    supervised: float = 1.0
+    strong: float = 0.5
+    distill: float = 0.5
+    normalizer: float = 2.0
+    eta: float = 0.3
+
+
+@dataclass(frozen=True)
 class Plan:
-    """Which predictions this configuration needs; derived once from the switches."""
+    """Everything the step reads, derived once from the config (`plan_from`): which
+    predictions to make, which terms to score, and how to weigh them."""
     n_strong: int
     cutmix: bool
     second_batch_source: bool
-    streams: tuple[tuple[str, float], ...]  # feature-perturbation streams decoded
+    streams: tuple[tuple[str, float], ...]  # feature-perturbation streams decoded: (name, dropout rate)
     teacher_terms: bool
     cross_terms: bool
     streams_on_strong: bool
-    mode: str
+    mode: str  # distillation: hard (Dice on argmax labels) | soft (KL)
     temperature: float
     dice: DiceSpec = DiceSpec()
+    weights: LossWeights = LossWeights()
+    source_pass_mode: str = "official"
 
     @property
     def unlabeled(self) -> bool:
@@ -95,7 +108,7 @@ class Plan:
 
 
 def plan_from(cfg: Config) -> Plan:
-    ip, fp, dc = cfg.perturb.image, cfg.perturb.feature, cfg.distill
+    ip, fp, dc, lw = cfg.perturb.image, cfg.perturb.feature, cfg.distill, cfg.loss
     n_strong = ip.strong_views if ip.enabled else 0
     teacher = dc.enabled and dc.teacher_terms
     cross = dc.enabled and dc.cross_terms and n_strong > 0 and fp.on_strong_view
@@ -115,88 +128,50 @@ def plan_from(cfg: Config) -> Plan:
         streams_on_strong=bool(streams) and n_strong > 0 and fp.on_strong_view,
         mode=dc.mode,
         temperature=dc.temperature,
-        dice=DiceSpec(background=cfg.loss.dice_background, smooth=cfg.loss.dice_smooth),
+        dice=DiceSpec(background=lw.dice_background, smooth=lw.dice_smooth),
+        weights=LossWeights(lw.supervised, lw.strong, lw.distill, lw.normalizer, dc.eta),
+        source_pass_mode=cfg.pseudo.source_pass_mode,
     )
 
 
-def _decode_groups(model: nn.Module, groups: list[list[torch.Tensor]]) -> list[torch.Tensor]:
-    """Decode several feature pyramids in one decoder call; return one output each."""
-    sizes = [g[0].shape[0] for g in groups]
-    return list(model.decode(cat_features(*groups)).split(sizes, dim=0))
-
-
-SOURCE_PASS_MODES = ("official", "eval", "train", "batch_stats")
-
-
 @torch.no_grad()
-def source_teachers(model: nn.Module, m_w: torch.Tensor, x: torch.Tensor, plan: Plan,
-                    mode: str) -> dict[str, Teacher]:
+def source_teachers(model: nn.Module, m_w: torch.Tensor, x: torch.Tensor, plan: Plan) -> dict[str, Teacher]:
     """Step 1: the CutMix source's clean (and, for the cross terms, perturbed) predictions.
 
-    mode "official" is the official pass since commit cd1e25c (2025-12-10): train mode
-    (batch statistics, encoder dropout on, running statistics updated); the clean teacher
-    from m alone; the stream teachers from one feature-perturbed call on [x, m], so the
-    encoder's BatchNorm normalises x and m together and the decoder's normalises
-    [x, m, m-weak, m-strong] together. The x outputs are discarded, but they are paid for:
-    without them the batch statistics, and so the teachers, would differ.
-    The other modes run one encoder pass on m and decode [m, m-weak, m-strong] in one call:
-    "eval" (running statistics, no encoder dropout; equal to the official pass before
-    cd1e25c, because in eval mode the result does not depend on the batching), "train"
-    (batch statistics and encoder dropout on m alone) and "batch_stats" (batch statistics,
-    dropout off, running statistics untouched; see batchnorm.py for why).
+    The official pass (commit cd1e25c, 2025-12-10): train mode (batch statistics, encoder
+    dropout on, running statistics updated); the clean teacher from m alone; the stream
+    teachers from one feature-perturbed call on [x, m], so the encoder's BatchNorm
+    normalises x and m together and the decoder's normalises [x, m, m-weak, m-strong]
+    together. The x outputs are discarded, but they are paid for: without them the batch
+    statistics, and so the teachers, would differ. `plan.source_pass_mode` may name one
+    of the non-official passes instead (batchnorm.py).
     """
     stream_names = [name for name, _ in plan.streams] if plan.cross_terms else []
-    was_training = model.training
-    if mode == "official":
-        model.train()
-        outs = [model(m_w)]
-        if stream_names:
-            b = x.shape[0]
-            f = model.encode(torch.cat([x, m_w]))
-            f_x, f_m = [level[:b] for level in f], [level[b:] for level in f]
-            groups = [f_x, f_m] + [drop_features(f_m, rate) for _, rate in plan.streams]
-            outs += _decode_groups(model, groups)[2:]
-        model.train(was_training)
+    rates = [rate for _, rate in plan.streams] if plan.cross_terms else []
+    if plan.source_pass_mode != "official":
+        outs = source_pass_other_modes(model, m_w, rates, plan.source_pass_mode)
         return {n: Teacher(o.detach()) for n, o in zip(["clean"] + stream_names, outs)}
-
-    def run() -> list[torch.Tensor]:
-        f_m = model.encode(m_w)
-        groups = [f_m]
-        if stream_names:
-            groups += [drop_features(f_m, rate) for _, rate in plan.streams]
-        return _decode_groups(model, groups)
-
-    if mode == "batch_stats":
-        with batch_statistics(model):
-            outs = run()
-    else:
-        model.train(mode == "train")
-        outs = run()
-        model.train(was_training)
+    was_training = model.training
+    model.train()
+    outs = [model(m_w)]
+    if stream_names:
+        b = x.shape[0]
+        f = model.encode(torch.cat([x, m_w]))
+        f_x, f_m = [level[:b] for level in f], [level[b:] for level in f]
+        outs += decode_groups(model, [f_x, f_m] + [drop_features(f_m, rate) for rate in rates])[2:]
+    model.train(was_training)
     return {n: Teacher(o.detach()) for n, o in zip(["clean"] + stream_names, outs)}
 
 
-def crossmatch_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, views: UnlabeledViews | None,
-                    cfg: Config, plan: Plan, conf_thresh: float) -> StepOutput:
-    lw = cfg.loss
-    if not plan.unlabeled or views is None:
-        loss_x = supervised_loss(model(x), y, plan.dice)
-        return StepOutput(loss=lw.supervised * loss_x / lw.normalizer, terms={"x": loss_x.detach().item()})
+def predictions(model: nn.Module, x: torch.Tensor, views: UnlabeledViews, plan: Plan):
+    """Steps 2 and 3: (p_x, p_w, p_w streams, p_s of each strong view, p_s streams).
 
-    # 1. Teachers on the CutMix source batch.
-    src: dict[str, Teacher] = {}
-    if plan.second_batch_source:
-        src = source_teachers(model, views.m_w, x, plan, cfg.pseudo.source_pass_mode)
-
-    # 2. x and u_w: one encoder pass; u_w decoded clean and through each stream.
+    x and u_w share one encoder pass, u_w decoded clean and through each stream; the
+    strong views share one encoder pass, the last one also decoded through each stream."""
     b_x = x.shape[0]
     f_xu = model.encode(torch.cat([x, views.u_w]))
-    f_x = [f[:b_x] for f in f_xu]
-    f_u = [f[b_x:] for f in f_xu]
-    groups = [f_x, f_u] + [drop_features(f_u, rate) for _, rate in plan.streams]
-    p_x, p_w, *p_w_streams = _decode_groups(model, groups)
-
-    # 3. Strong views: one encoder pass; the last view also through each stream.
+    f_x, f_u = [f[:b_x] for f in f_xu], [f[b_x:] for f in f_xu]
+    p_x, p_w, *p_w_streams = decode_groups(model, [f_x, f_u] + [drop_features(f_u, r) for _, r in plan.streams])
     p_s, p_s_streams = [], []
     if plan.n_strong:
         f_s = model.encode(torch.cat(views.strong))
@@ -205,15 +180,49 @@ def crossmatch_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, views: U
         groups = list(per_view)
         if plan.streams_on_strong:
             groups += [drop_features(per_view[-1], rate) for _, rate in plan.streams]
-        outs = _decode_groups(model, groups)
+        outs = decode_groups(model, groups)
         p_s, p_s_streams = outs[:plan.n_strong], outs[plan.n_strong:]
+    return p_x, p_w, p_w_streams, p_s, p_s_streams
+
+
+def total_loss(terms: dict[str, torch.Tensor], n_strong: int, teacher_terms: list, cross_terms: list,
+               w: LossWeights) -> torch.Tensor:
+    """Step 5's sums: L = (w_x L_x + w_s mean_i L_s_i + w_kd L_kd) / normalizer, with
+    L_kd = (1 - eta) mean(a, b, c, d) + eta mean(e, f); adds "s" and "kd" to `terms`."""
+    loss = w.supervised * terms["x"]
+    if n_strong:
+        terms["s"] = torch.stack([terms[f"s{i + 1}"] for i in range(n_strong)]).mean()
+        loss = loss + w.strong * terms["s"]
+    if teacher_terms or cross_terms:
+        kd = 0.0
+        if teacher_terms:
+            kd = kd + (1 - w.eta) * torch.stack(teacher_terms).mean()
+        if cross_terms:
+            kd = kd + w.eta * torch.stack(cross_terms).mean()
+        terms["kd"] = kd
+        loss = loss + w.distill * kd
+    return loss / w.normalizer
+
+
+def crossmatch_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, views: UnlabeledViews | None,
+                    plan: Plan, conf_thresh: float) -> StepOutput:
+    """The loss of one iteration. x: (B, C, *spatial) labeled images, y: (B, *spatial)
+    class ids; views: the unlabeled batch's views (None: supervised only)."""
+    if not plan.unlabeled or views is None:
+        loss_x = supervised_loss(model(x), y, plan.dice)
+        return StepOutput(loss=plan.weights.supervised * loss_x / plan.weights.normalizer,
+                          terms={"x": loss_x.detach().item()})
+
+    # 1. Teachers on the CutMix source batch.
+    src = source_teachers(model, views.m_w, x, plan) if plan.second_batch_source else {}
+    # 2, 3. Predictions.
+    p_x, p_w, p_w_streams, p_s, p_s_streams = predictions(model, x, views, plan)
 
     # 4. Pseudo-labels from detached teachers; CutMix boxes filled from the source.
     t_w = Teacher(p_w.detach())
     t_w_streams = [Teacher(p.detach()) for p in p_w_streams]
     if plan.cutmix and not plan.second_batch_source:  # in-batch source: the batch rolled by one
-        src = {"clean": t_w.rolled()}
-        src.update({name: t.rolled() for (name, _), t in zip(plan.streams, t_w_streams)})
+        src = {"clean": t_w.rolled(), **{name: t.rolled() for (name, _), t in zip(plan.streams, t_w_streams)}}
     boxes = views.boxes if plan.cutmix else [None] * plan.n_strong
     last_box = boxes[-1] if boxes else None
     t_views = [t_w.boxed(src.get("clean"), box) for box in boxes]  # pseudo-label of each strong view
@@ -228,7 +237,6 @@ def crossmatch_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, views: U
     terms: dict[str, torch.Tensor] = {"x": supervised_loss(p_x, y, plan.dice)}
     for i, p in enumerate(p_s):
         terms[f"s{i + 1}"] = unsup(p, t_views[i])
-
     teacher_terms, cross_terms = [], []
     if plan.teacher_terms:
         for (name, _), p in zip(plan.streams, p_w_streams):  # a, b
@@ -241,21 +249,7 @@ def crossmatch_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, views: U
         for (name, _), p, t in zip(plan.streams, p_s_streams, t_w_streams):  # e, f
             terms[f"kd_cross_{name}"] = unsup(p, t.boxed(src.get(name), last_box), distill=True)
             cross_terms.append(terms[f"kd_cross_{name}"])
-
-    eta = cfg.distill.eta
-    loss = lw.supervised * terms["x"]
-    if p_s:
-        terms["s"] = torch.stack([terms[f"s{i + 1}"] for i in range(len(p_s))]).mean()
-        loss = loss + lw.strong * terms["s"]
-    if teacher_terms or cross_terms:
-        kd = 0.0
-        if teacher_terms:
-            kd = kd + (1 - eta) * torch.stack(teacher_terms).mean()
-        if cross_terms:
-            kd = kd + eta * torch.stack(cross_terms).mean()
-        terms["kd"] = kd
-        loss = loss + lw.distill * kd
-    loss = loss / lw.normalizer
+    loss = total_loss(terms, len(p_s), teacher_terms, cross_terms, plan.weights)
 
     mask_ratio = (t_w.confidence >= conf_thresh).float().mean()
     # One device-to-host copy for all logged numbers instead of one per term.

@@ -23,3 +23,10 @@ def drop_features(feats: list[torch.Tensor], rate: float) -> list[torch.Tensor]:
 def cat_features(*groups: list[torch.Tensor]) -> list[torch.Tensor]:
     """Stack several feature pyramids along the batch so one decoder call serves them all."""
     return [torch.cat(level, dim=0) for level in zip(*groups)]
+
+
+def decode_groups(model, groups: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Decode several feature pyramids in one decoder call (so BatchNorm normalises them
+    as one batch, as the official code does); return one output (B_i, K, *spatial) each."""
+    sizes = [g[0].shape[0] for g in groups]
+    return list(model.decode(cat_features(*groups)).split(sizes, dim=0))

@@ -239,7 +239,7 @@ class Trainer:
     def step_loss(self, x: torch.Tensor, y: torch.Tensor, views: UnlabeledViews | None,
                   thresh: float) -> StepOutput:
         """The loss of one iteration; a subclass may add its own terms (notebook 07)."""
-        return crossmatch_step(self.step_model, x, y, views, self.cfg, self.plan, thresh)
+        return crossmatch_step(self.step_model, x, y, views, self.plan, thresh)
 
     def train_step(self) -> dict:
         cfg, it = self.cfg, self.iteration

@@ -114,7 +114,7 @@ for mode in ("hard", "soft"):
     student = copy.deepcopy(model).train()
     torch.manual_seed(seed)
     with torch.no_grad():
-        results[mode] = crossmatch_step(student, x, y, views, mcfg, plan_from(mcfg), mcfg.pseudo.conf_thresh)
+        results[mode] = crossmatch_step(student, x, y, views, plan_from(mcfg), mcfg.pseudo.conf_thresh)
 terms = pd.DataFrame({m: {**r.terms, "loss": float(r.loss), "mask_ratio": r.mask_ratio} for m, r in results.items()})
 display(terms.round(4))
 ctx.show(figures.plot_terms({m: r.terms for m, r in results.items()},

@@ -1,4 +1,5 @@
 """BatchNorm statistics: the no-trace batch-statistics pass and precise-BN evaluation."""
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -71,7 +72,7 @@ def test_source_pass_modes(mode):
     m_w, x = torch.rand(3, 1, 32, 32), torch.rand(3, 1, 32, 32)
     before = _bn_state(model)
     torch.manual_seed(1)
-    t1 = source_teachers(model, m_w, x, plan_from(cfg), mode)
+    t1 = source_teachers(model, m_w, x, dataclasses.replace(plan_from(cfg), source_pass_mode=mode))
     changed = any(not torch.equal(before[k], v) for k, v in _bn_state(model).items())
     assert model.training
     assert changed == (mode in ("train", "official"))  # only train-mode passes move the running statistics
@@ -80,17 +81,17 @@ def test_source_pass_modes(mode):
         # labeled batch changes them, but not the clean teacher, which sees m alone.
         other_x = torch.rand(3, 1, 32, 32)
         torch.manual_seed(1)
-        t2 = source_teachers(model, m_w, other_x, plan_from(cfg), mode)
+        t2 = source_teachers(model, m_w, other_x, dataclasses.replace(plan_from(cfg), source_pass_mode=mode))
         torch.testing.assert_close(t2["clean"].logits, t1["clean"].logits)
         assert not torch.allclose(t2["weak"].logits, t1["weak"].logits, atol=1e-4)
     if mode == "batch_stats":
         # Batch statistics: the clean teacher of one image depends on the rest of the batch.
         torch.manual_seed(1)
-        solo = source_teachers(model, m_w[:1], x[:1], plan_from(cfg), mode)["clean"].logits
+        solo = source_teachers(model, m_w[:1], x[:1], dataclasses.replace(plan_from(cfg), source_pass_mode=mode))["clean"].logits
         assert not torch.allclose(solo, t1["clean"].logits[:1], atol=1e-4)
     if mode == "eval":
         torch.manual_seed(1)
-        solo = source_teachers(model, m_w[:1], x[:1], plan_from(cfg), mode)["clean"].logits
+        solo = source_teachers(model, m_w[:1], x[:1], dataclasses.replace(plan_from(cfg), source_pass_mode=mode))["clean"].logits
         torch.testing.assert_close(solo, t1["clean"].logits[:1], rtol=1e-4, atol=1e-4)
 
 

@@ -29,7 +29,7 @@ def run_step(cfg, seed=5):
     model = UNet(1, 4, [8, 16, 32, 64, 128])
     x, y, views = make_inputs(cfg)
     torch.manual_seed(seed)
-    return crossmatch_step(model, x, y, views, cfg, plan_from(cfg), THRESH), model, (x, y, views)
+    return crossmatch_step(model, x, y, views, plan_from(cfg), THRESH), model, (x, y, views)
 
 
 def full_cfg():
@@ -46,7 +46,7 @@ def test_fast_step_equals_reference_formulation():
     x, y, v = make_inputs(cfg)
     assert all(b.sum() > 0 for b in v.boxes)
     torch.manual_seed(5)
-    out = crossmatch_step(model, x, y, v, cfg, plan_from(cfg), THRESH)
+    out = crossmatch_step(model, x, y, v, plan_from(cfg), THRESH)
     torch.manual_seed(5)
     ref = reference_terms(ref_model, x, y, v.u_w, v.strong[0], v.strong[1], v.boxes[0], v.boxes[1], v.m_w,
                           thresh=THRESH, eta=cfg.distill.eta)
@@ -140,7 +140,7 @@ def test_supervised_preset_runs_one_forward_on_labeled_only():
     calls = []
     model.register_forward_hook(lambda *a: calls.append(1))
     x, y, v = make_inputs(cfg)
-    out = crossmatch_step(model, x, y, v, cfg, plan_from(cfg), THRESH)
+    out = crossmatch_step(model, x, y, v, plan_from(cfg), THRESH)
     assert set(out.terms) == {"x"} and len(calls) == 1
     assert out.loss.item() == pytest.approx(out.terms["x"], rel=1e-6)
 
@@ -159,7 +159,7 @@ def test_encoder_passes_per_source_pass_mode(mode, batches):
     seen = []
     model.inc.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
     x, y, v = make_inputs(cfg)
-    crossmatch_step(model, x, y, v, cfg, plan_from(cfg), THRESH)
+    crossmatch_step(model, x, y, v, plan_from(cfg), THRESH)
     assert seen == batches
 
 

@@ -145,7 +145,7 @@ def _toy_step(*switches):
     x, y = torch.randn(2, 1, 32, 32, 16), (torch.rand(2, 32, 32, 16) > 0.5).long()
     views = make_unlabeled_views(torch.randn(2, 1, 32, 32, 16), torch.randn(2, 1, 32, 32, 16),
                                  cfg.perturb.image, gen)
-    return crossmatch_step(net, x, y, views, cfg, plan_from(cfg), 0.6)
+    return crossmatch_step(net, x, y, views, plan_from(cfg), 0.6)
 
 
 @pytest.mark.parametrize("switches, expected", [

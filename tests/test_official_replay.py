@@ -62,7 +62,7 @@ def replay(fx, monkeypatch, cfg=None, model=None):
     x, y, views = official_views(fx, monkeypatch, cfg)
     tape = DropoutTape(list(fx["dropout"]))
     with tape.installed():
-        out = crossmatch_step(model, x, y, views, cfg, plan_from(cfg), fx["conf_thresh"])
+        out = crossmatch_step(model, x, y, views, plan_from(cfg), fx["conf_thresh"])
         out.loss.backward()
     tape.assert_used_up()
     return out, model

@@ -95,7 +95,7 @@ def replay(fx, cfg=None):
     b = batch(fx)
     tape = DropoutTape(list(fx["dropout"]))
     with tape.installed():
-        out = crossmatch_step(model, b["img_x"], b["mask_x"], official_views(b), cfg, plan_from(cfg),
+        out = crossmatch_step(model, b["img_x"], b["mask_x"], official_views(b), plan_from(cfg),
                               fx["conf_thresh"])
         out.loss.backward()
     tape.assert_used_up()

@@ -303,7 +303,7 @@ def test_channels_last_step_equals_reference_formulation():
     cl = lambda t: t.contiguous(memory_format=torch.channels_last)  # noqa: E731
     v_cl = V.UnlabeledViews(u_w=cl(v.u_w), m_w=cl(v.m_w), strong=[cl(t) for t in v.strong], boxes=v.boxes)
     torch.manual_seed(5)
-    out = crossmatch_step(model, cl(x), y, v_cl, cfg, plan_from(cfg), thresh)
+    out = crossmatch_step(model, cl(x), y, v_cl, plan_from(cfg), thresh)
     torch.manual_seed(5)
     ref = reference_terms(ref_model, x, y, v.u_w, v.strong[0], v.strong[1], v.boxes[0], v.boxes[1], v.m_w,
                           thresh=thresh, eta=cfg.distill.eta)
