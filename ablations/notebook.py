@@ -55,27 +55,3 @@ def write_stand_in(path: str | Path) -> Path:
     path = Path(path)
     atomic_write_text(path, nbformat.writes(stand_in_notebook()))
     return path
-
-
-def run_grid_spec(spec: dict, out: str | Path, sets: list[str] = (), notebook: str | None = None,
-                  jobs: int = 1) -> Path:
-    """Run a grid given as a dict (the YAML format of `ablations.grid`) into `out` and render
-    its report; the spec is kept as out/grid.yaml, so `python -m ablations run out/grid.yaml
-    --out out` repeats it from a terminal. Finished cells are skipped, as always."""
-    import yaml
-
-    from .grid import load_grid
-    from .report import render
-    from crossmatch_lite.tutorial.smoke import smoke_mode
-
-    from .runner import run_grid
-
-    out = Path(out)
-    grid_file = out / "grid.yaml"
-    atomic_write_text(grid_file, yaml.safe_dump(spec, sort_keys=False))
-    result = run_grid(load_grid(grid_file, list(sets)), out, jobs=jobs, notebook=notebook,
-                      cli_sets=list(sets), smoke=smoke_mode())
-    if result.failed:
-        raise RuntimeError(f"{result.failed} grid cell(s) failed; see {out}/cells/*/log.txt")
-    render(out)
-    return out

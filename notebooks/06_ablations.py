@@ -89,7 +89,7 @@ print(f"grid {spec['name']}: variants {list(spec['axes']['variant'])}; results f
 import shutil
 import time
 
-from ablations.notebook import run_grid_spec
+from ablations.api import run_grid_spec
 
 if run_grid and not results:
     if not ctx.resume and grid_out.exists():

@@ -16,6 +16,7 @@ Everything is drawn from one fixed data seed, so every run sees the same patient
 from __future__ import annotations
 
 from functools import lru_cache
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
@@ -65,76 +66,89 @@ def describe(look: dict) -> str:
     return "_".join(parts) or "typical"
 
 
+def _anatomy(rng, look: dict) -> SimpleNamespace:
+    """One patient's body and heart: positions, sizes, shape irregularity, bias field."""
+    n = NATIVE
+    a = SimpleNamespace(n=n)
+    a.yy, a.xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    a.nz = int(rng.integers(8, 11))
+    a.body_a, a.body_b = rng.uniform(40, 46), rng.uniform(32, 38)
+    a.body_c = (n / 2 + rng.uniform(-2, 2), n / 2 + rng.uniform(-2, 2))
+    a.heart_c = np.array([n / 2 + rng.uniform(-6, 6), n / 2 + rng.uniform(-6, 6)])
+    a.theta = rng.uniform(0, 2 * np.pi)  # direction of the RV from the LV
+    a.r_lv, a.wall = rng.uniform(12, 16), rng.uniform(6, 8)
+    a.ecc = rng.uniform(0.9, 1.1)
+    a.rv_long, a.rv_short = rng.uniform(1.3, 1.7), rng.uniform(0.75, 1.0)
+    a.harm = rng.normal(0, 0.04, (3, 2))  # patient-specific LV shape irregularity
+    a.lung_side = rng.uniform(0.9, 1.1)
+    a.bias = np.clip(smooth_field(rng, (n, n), 3), -1.5, 1.5) * look["bias"]
+    a.body = ((a.yy - a.body_c[0]) / a.body_b) ** 2 + ((a.xx - a.body_c[1]) / a.body_a) ** 2
+    return a
+
+
+def _background(a: SimpleNamespace, look: dict, t: float) -> np.ndarray:
+    """Distractors that carry no label: lungs, liver (towards the apex), fat under the skin."""
+    yy, xx, n = a.yy, a.xx, a.n
+    tissue = np.full((n, n), look["tissue"], np.float32)
+    for side in (-1, 1):
+        ly, lx = a.body_c[0] - 4, a.body_c[1] + side * a.body_a * 0.62 * a.lung_side
+        lung = ((yy - ly) / (a.body_b * 0.65)) ** 2 + ((xx - lx) / (a.body_a * 0.25)) ** 2 < 1
+        tissue[lung] = look["lung"]
+    if t > 0.5:
+        liver = ((yy - a.body_c[0] - a.body_b * 0.6) / (a.body_b * 0.35)) ** 2 \
+            + ((xx - a.body_c[1] + 6) / (a.body_a * 0.55)) ** 2 < 1
+        tissue[liver] = look["liver"]
+    tissue[(a.body > 0.85) & (a.body <= 1)] = look["fat"]
+    tissue[a.body > 1] = 0.0
+    return tissue
+
+
+def _slice(rng, a: SimpleNamespace, look: dict, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """(image, label) of the short-axis slice at height t (0 base .. 1 apex)."""
+    yy, xx = a.yy, a.xx
+    scale = 1 - 0.45 * t ** 1.5
+    cy, cx = a.heart_c + rng.normal(0, 1.0, 2)
+    th = a.theta + rng.normal(0, 0.08)
+    uu = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
+    v = -(xx - cx) * np.sin(th) + (yy - cy) * np.cos(th)
+    phi = np.arctan2(v, uu)
+    wobble = 1 + sum(h * np.cos((k + 2) * phi + b) for k, (h, b) in enumerate(a.harm))
+    rho = np.sqrt((uu * a.ecc) ** 2 + (v / a.ecc) ** 2) / wobble
+    r = a.r_lv * scale * rng.uniform(0.95, 1.05)
+    w = a.wall * (1 + 0.15 * t) * rng.uniform(0.92, 1.08)
+    lv, myo_out = rho <= r, rho <= r + w
+
+    label = np.zeros((a.n, a.n), np.uint8)
+    tissue = _background(a, look, t)
+    if t < 0.85:  # the RV shrinks and vanishes towards the apex
+        rs = (r + w) * (1 - 0.4 * t)
+        ru = (uu - (r + w) * 0.85) / (rs * a.rv_short)
+        rv = (ru ** 2 + (v / (rs * a.rv_long)) ** 2 <= 1) & (rho > r + w) & (uu > 0)
+        label[rv] = 1
+        tissue[rv] = look["blood"] * look["rv"]
+    label[myo_out] = 2
+    label[lv] = 3
+    tissue[myo_out] = look["myo"]
+    tissue[lv] = look["blood"]
+    # A papillary muscle now and then: a muscle-dark spot labeled LV.
+    if rng.uniform() < 0.3:
+        ang = th + np.pi + rng.uniform(-1, 1)
+        py, px = cy + 0.6 * r * np.sin(ang), cx + 0.6 * r * np.cos(ang)
+        tissue[((yy - py) ** 2 + (xx - px) ** 2 < (0.15 * r) ** 2) & lv] = look["myo"]
+
+    img = gaussian_filter(tissue, look["blur"]) * np.exp(a.bias)
+    noise = rng.normal(0, look["noise"], (2, a.n, a.n))
+    return np.sqrt((img + noise[0]) ** 2 + noise[1] ** 2), label  # magnitude images have Rician noise
+
+
 @lru_cache(maxsize=None)  # repeated loads in one process (tests, sweeps) cost nothing
 def patient(pid: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float], str]:
     """(image (Z, H, W) float32 in [0,1], label (Z, H, W) uint8, spacing, look) for patient pid."""
     rng = np.random.default_rng([DATA_SEED, 2, pid])
     look = contrast_for(rng)
-    n = NATIVE
-    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
-    nz = int(rng.integers(8, 11))
-    body_a, body_b = rng.uniform(40, 46), rng.uniform(32, 38)
-    body_c = (n / 2 + rng.uniform(-2, 2), n / 2 + rng.uniform(-2, 2))
-    heart_c = np.array([n / 2 + rng.uniform(-6, 6), n / 2 + rng.uniform(-6, 6)])
-    theta = rng.uniform(0, 2 * np.pi)  # direction of the RV from the LV
-    r_lv, wall = rng.uniform(12, 16), rng.uniform(6, 8)
-    ecc = rng.uniform(0.9, 1.1)
-    rv_long, rv_short = rng.uniform(1.3, 1.7), rng.uniform(0.75, 1.0)
-    harm = rng.normal(0, 0.04, (3, 2))  # patient-specific LV shape irregularity
-    lung_side = rng.uniform(0.9, 1.1)
-    bias = np.clip(smooth_field(rng, (n, n), 3), -1.5, 1.5) * look["bias"]
-
-    body = ((yy - body_c[0]) / body_b) ** 2 + ((xx - body_c[1]) / body_a) ** 2
-    images, labels = [], []
-    for z in range(nz):
-        t = z / max(nz - 1, 1)  # 0 base .. 1 apex
-        scale = 1 - 0.45 * t ** 1.5
-        cy, cx = heart_c + rng.normal(0, 1.0, 2)
-        th = theta + rng.normal(0, 0.08)
-        uu = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
-        v = -(xx - cx) * np.sin(th) + (yy - cy) * np.cos(th)
-        phi = np.arctan2(v, uu)
-        wobble = 1 + sum(a * np.cos((k + 2) * phi + b) for k, (a, b) in enumerate(harm))
-        rho = np.sqrt((uu * ecc) ** 2 + (v / ecc) ** 2) / wobble
-        r = r_lv * scale * rng.uniform(0.95, 1.05)
-        w = wall * (1 + 0.15 * t) * rng.uniform(0.92, 1.08)
-        lv, myo_out = rho <= r, rho <= r + w
-
-        label = np.zeros((n, n), np.uint8)
-        tissue = np.full((n, n), look["tissue"], np.float32)
-        # Distractors that carry no label: lungs, liver, fat under the skin.
-        for side in (-1, 1):
-            ly, lx = body_c[0] - 4, body_c[1] + side * body_a * 0.62 * lung_side
-            lung = ((yy - ly) / (body_b * 0.65)) ** 2 + ((xx - lx) / (body_a * 0.25)) ** 2 < 1
-            tissue[lung] = look["lung"]
-        if t > 0.5:
-            liver = ((yy - body_c[0] - body_b * 0.6) / (body_b * 0.35)) ** 2 + ((xx - body_c[1] + 6) / (body_a * 0.55)) ** 2 < 1
-            tissue[liver] = look["liver"]
-        tissue[(body > 0.85) & (body <= 1)] = look["fat"]
-        tissue[body > 1] = 0.0
-
-        if t < 0.85:  # the RV shrinks and vanishes towards the apex
-            rs = (r + w) * (1 - 0.4 * t)
-            ru = (uu - (r + w) * 0.85) / (rs * rv_short)
-            rv = (ru ** 2 + (v / (rs * rv_long)) ** 2 <= 1) & (rho > r + w) & (uu > 0)
-            label[rv] = 1
-            tissue[rv] = look["blood"] * look["rv"]
-        label[myo_out] = 2
-        label[lv] = 3
-        tissue[myo_out] = look["myo"]
-        tissue[lv] = look["blood"]
-        # A papillary muscle now and then: a muscle-dark spot labeled LV.
-        if rng.uniform() < 0.3:
-            a = th + np.pi + rng.uniform(-1, 1)
-            py, px = cy + 0.6 * r * np.sin(a), cx + 0.6 * r * np.cos(a)
-            tissue[((yy - py) ** 2 + (xx - px) ** 2 < (0.15 * r) ** 2) & lv] = look["myo"]
-
-        img = gaussian_filter(tissue, look["blur"]) * np.exp(bias)
-        noise = rng.normal(0, look["noise"], (2, n, n))
-        img = np.sqrt((img + noise[0]) ** 2 + noise[1] ** 2)  # magnitude images have Rician noise
-        images.append(img)
-        labels.append(label)
-    vol = np.stack(images).astype(np.float32)
+    a = _anatomy(rng, look)
+    slices = [_slice(rng, a, look, z / max(a.nz - 1, 1)) for z in range(a.nz)]
+    vol = np.stack([img for img, _ in slices]).astype(np.float32)
     vol = (vol - vol.min()) / (vol.max() - vol.min())  # per-volume min-max, like the ACDC h5 files
     # The scanner's global look survives the normalisation: gamma, then contrast about the
     # volume mean and brightness, as the strong views' colour jitter does it.
@@ -142,7 +156,7 @@ def patient(pid: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float
     mean = float(vol.mean())
     vol = np.clip((mean + look["contrast"] * (vol - mean)) * look["brightness"], 0.0, 1.0).astype(np.float32)
     spacing = (float(rng.choice([8.0, 10.0])), *(2 * [float(np.round(rng.uniform(1.3, 1.8), 4))]))
-    lab = np.stack(labels)
-    for a in (vol, lab):
-        a.setflags(write=False)  # shared through the cache: callers get copies (see toy.py)
+    lab = np.stack([label for _, label in slices])
+    for arr in (vol, lab):
+        arr.setflags(write=False)  # shared through the cache: callers get copies (see toy.py)
     return vol, lab, spacing, describe(look)
