@@ -28,6 +28,9 @@ import pandas as pd
 from crossmatch_lite.tutorial import figures as figs
 from crossmatch_lite.tutorial.figures import save_figure
 from crossmatch_lite.run.files import atomic_write_json, atomic_write_text
+from crossmatch_lite.data import load_data
+from crossmatch_lite.train import Trainer
+from crossmatch_lite.tutorial.predict import predict_cases
 from crossmatch_lite.tutorial.tables import read_metrics
 from .grid import cell_hash
 from .runner import cell_dir, read_manifest, read_status
@@ -276,9 +279,6 @@ def _predict_slices(c: dict, n_slices: int):
     """(images, labels, predictions, titles) of a mid-ventricle slice of the first test cases,
     predicted by the cell's best.pt through the evaluation path of its scores
     (`crossmatch_lite.tutorial.predict`: the BatchNorm statistics the summary's headline used, `eval.bn`)."""
-    from crossmatch_lite.data import load_data
-    from crossmatch_lite.tutorial.predict import predict_cases, trainer_for
-
     cfg = c["config"]
     key = (json.dumps(vars(cfg.data), sort_keys=True, default=str), cfg.train.seed)
     if key not in _DATA_CACHE:
@@ -286,7 +286,7 @@ def _predict_slices(c: dict, n_slices: int):
     data = _DATA_CACHE[key]
     slices = figs.pick_slices(data.test_cases, n_slices)
     cases = [data.test_cases[i] for i, _ in slices]
-    preds, _ = predict_cases(trainer_for(c["dir"] / "run", "best", data=data), cases)
+    preds, _ = predict_cases(Trainer.from_run(c["dir"] / "run", "best", data=data), cases)
     cut = [figs.case_slice(case, z, preds[case.id]) for case, (_, z) in zip(cases, slices)]  # 2D or 3D
     return ([c[0] for c in cut], [c[1] for c in cut], [c[2] for c in cut],
             [f"{case.id}, slice {z}" for case, (_, z) in zip(cases, slices)])

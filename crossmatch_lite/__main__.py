@@ -6,7 +6,12 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_config, valid_keys
+from .config import ConfigError, key_rows, keys_table, load_config
+from .data import DataError
+from .run.checkpoints import CheckpointError
+from .run.files import atomic_write_json
+from .run.folder import RunLocked, RunMismatch
+from .train import RunRefused, Trainer, TrainingDiverged, train
 
 
 def _print_metrics(title: str, m: dict) -> None:
@@ -38,18 +43,11 @@ def _n_empty(m: dict) -> int | None:
 
 def _user_errors() -> tuple:
     """Failures whose message says what to do: printed as one line, no traceback."""
-    from .run.checkpoints import CheckpointError
-    from .data import DataError
-    from .run.folder import RunLocked, RunMismatch
-    from .train import RunRefused, TrainingDiverged
-
     return (FileNotFoundError, DataError, CheckpointError, RunMismatch, RunLocked, RunRefused,
             TrainingDiverged)
 
 
 def cmd_train(args) -> int:
-    from .train import train
-
     cfg = load_config(args.config, args.set)
     try:
         summary = train(cfg, args.out)
@@ -67,49 +65,31 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .run.checkpoints import load_checkpoint
-    from .data import load_data
-    from .run.files import atomic_write_json
-    from .train import Trainer
-
     run = Path(args.run)
-    if not (run / "config.yaml").exists():
-        print(f"error: {run} is not a run folder (no config.yaml); pass the --out of a `train` run", file=sys.stderr)
-        return 2
-    overrides = [f"data.split_file={args.split_file or run / 'split.json'}"] + list(args.set)
-    cfg = load_config(run / "config.yaml", overrides)
-    ckpt = run / f"{args.checkpoint}.pt"
-    if not ckpt.exists():
-        print(f"error: {ckpt} does not exist; train first or choose --checkpoint latest|best", file=sys.stderr)
-        return 2
+    overrides = [f"data.split_file={args.split_file}"] if args.split_file else []
     try:
-        # The checkpoint first: a bad one is refused before any data is read.
-        state = load_checkpoint(ckpt, "cpu")
-        data = load_data(cfg.data, seed=cfg.train.seed)
-        trainer = Trainer(cfg, run, data=data)
-        trainer.model.load_state_dict(state["model"])
+        trainer = Trainer.from_run(run, args.checkpoint, overrides=[*overrides, *args.set])
     except _user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    cfg, data = trainer.cfg, trainer.data
     cases = data.val_cases if args.split == "val" else data.test_cases
     for bn in (("running", "precise") if args.bn == "both" else (args.bn,)):
         result = trainer.evaluate(cases, distances=cfg.eval.distances, model=trainer.eval_model(bn))
         name = f"eval_{args.split}_{args.checkpoint}_{bn}" + (f"_{Path(args.split_file).stem}" if args.split_file else "")
         atomic_write_json(run / f"{name}.json", result)
-        _print_metrics(f"{args.split} ({ckpt.name}, {bn} BatchNorm statistics)", result)
+        _print_metrics(f"{args.split} ({args.checkpoint}.pt, {bn} BatchNorm statistics)", result)
         print(f"written: {run / (name + '.json')}")
     return 0
 
 
 def cmd_keys(args) -> int:
-    """Every key with its default (and its choices, where it has a fixed set)."""
-    from .config import CHOICES, Config, flatten, to_dict
-
-    defaults = flatten(to_dict(Config()))
-    for key in valid_keys():
-        choices = CHOICES.get(key)
-        extra = f"  (one of: {', '.join(map(str, choices))})" if choices else ""
-        print(f"{key} = {defaults[key]!r}{extra}")
+    """Every key with its default, its choices or range, and what it does."""
+    if args.markdown:
+        print(keys_table())
+        return 0
+    for key, default, allowed, doc in key_rows():
+        print(f"{key} = {default!r}" + (f"  ({allowed})" if allowed else "") + f"  # {doc}")
     return 0
 
 
@@ -133,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a key, e.g. --set data.root=/elsewhere")
     e.set_defaults(func=cmd_evaluate)
     k = sub.add_parser("keys", help="list every config key with its default")
+    k.add_argument("--markdown", action="store_true", help="as the table of docs/configuration.md")
     k.set_defaults(func=cmd_keys)
     args = p.parse_args(argv)
     try:

@@ -16,70 +16,109 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 
 
+@dataclass(frozen=True)
+class Range:
+    """The meaningful values of a number (or of each entry of a list of numbers); None is
+    unbounded. pair: a two-number list read as [low, high]."""
+    lo: float | None = None
+    hi: float | None = None
+    lo_in: bool = True
+    hi_in: bool = True
+    pair: bool = False
+
+
+UNIT = Range(0, 1)  # probabilities and fractions
+RATE = Range(0, 1, hi_in=False)  # dropout rates, momentum
+NONNEG = Range(0)
+POSITIVE = Range(0, lo_in=False)
+COUNT = Range(1)  # at least one
+
+
+def knob(default: Any, doc: str, range: Range | None = None) -> Any:
+    """A config key, declared once: its default, its one-line doc and its range (the choices,
+    where there are some, are its Literal type). `python -m crossmatch_lite keys` and the
+    keys table of docs/configuration.md are derived from these."""
+    meta = {"doc": doc, "range": range}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# Every dataset the data layer reads, with its number of spatial axes.
+DATASET_DIMS = {"toy_acdc": 2, "toy_isic": 2, "acdc": 2, "isic2018": 2, "folder": 2, "toy_la": 3, "la": 3}
+DatasetName = Literal[tuple(DATASET_DIMS)]
+
+
 @dataclass
 class DataConfig:
-    name: str = "acdc"  # toy_acdc | toy_isic | acdc | isic2018 | folder | toy_la | la
-    root: str = "data/ACDC"  # prepared dataset folder (ignored by the toy datasets)
-    labeled: float = 3  # ACDC/toy_acdc: labeled patients; ISIC: fraction (<1) or count
-    size: int = 256  # square training size; official "crop_size" (a resize, not a crop)
-    split_file: Optional[str] = None  # JSON split written by an earlier run, to reuse it
-    cache: bool = True  # keep the resized training arrays in <root>/cache for fast reloads
-    # 3D data (la, toy_la) only:
-    patch: list = field(default_factory=lambda: [112, 112, 80])  # training crop (x, y, z) in voxels
-    downsample: int = 1  # shrink every volume by this factor first (la_cpu: 2)
-    val_count: int = 8  # training scans held out as val (LA has no official val split)
+    name: DatasetName = knob("acdc", "the dataset (toy_* are built in; folder: your own images)")
+    root: str = knob("data/ACDC", "prepared dataset folder (ignored by the toy datasets)")
+    labeled: float = knob(3, "labeled training cases: a count (ACDC: patients), or a fraction below 1 (ISIC)",
+                          Range(0, lo_in=False))
+    size: int = knob(256, "square training size in pixels, a multiple of 16 (official crop_size: a resize)",
+                     Range(16))
+    split_file: Optional[str] = knob(None, "JSON split written by an earlier run (split.json), to reuse it")
+    cache: bool = knob(True, "keep the resized training arrays in <root>/cache for fast reloads")
+    patch: list = knob([112, 112, 80], "3D: training crop (x, y, z) in voxels, multiples of 16", Range(16))
+    downsample: int = knob(1, "3D: shrink every volume by this factor first (la_cpu: 2)", COUNT)
+    val_count: int = knob(8, "3D: training scans held out as val (LA has no official val split)", COUNT)
 
 
 @dataclass
 class ModelConfig:
-    # SSL4MIS 2D UNet as the official CrossMatch ACDC code builds it; arch vnet is the 3D
-    # V-Net of the official LA code (channels 16..256, encoder_dropout [0, 0, 0, 0, 0.5]).
-    arch: str = "unet"  # unet | vnet
-    channels: list = field(default_factory=lambda: [16, 32, 64, 128, 256])
-    encoder_dropout: list = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5])
-    upsample: str = "bilinear"  # unet: bilinear (what the official code runs) | transpose (ConvTranspose2d)
-    head_dropout: float = 0.0  # vnet: Dropout3d before the output convolution of a plain forward (official 0.5)
+    arch: Literal["unet", "vnet"] = knob(
+        "unet", "unet: the 2D UNet of the official ACDC code; vnet: the 3D V-Net of the official LA code")
+    channels: list = knob([16, 32, 64, 128, 256], "channels of the five network levels", COUNT)
+    encoder_dropout: list = knob([0.05, 0.1, 0.2, 0.3, 0.5], "dropout of the five encoder levels "
+                                 "(vnet: bottleneck only, [0, 0, 0, 0, p])", RATE)
+    upsample: Literal["bilinear", "transpose"] = knob(
+        "bilinear", "unet up-step: bilinear (what the official code runs) or transpose (ConvTranspose2d)")
+    head_dropout: float = knob(0.0, "vnet: Dropout3d before the output convolution of a plain forward "
+                               "(official 0.5)", RATE)
 
 
 @dataclass
 class ImagePerturbConfig:
-    enabled: bool = True
-    strong_views: int = 2  # 0, 1 or 2 strongly augmented copies of the unlabeled batch
-    color_jitter: bool = True
-    jitter_p: float = 0.8
-    brightness: float = 0.5
-    contrast: float = 0.5
-    saturation: float = 0.5
-    hue: float = 0.25
-    blur: bool = True
-    blur_p: float = 0.5
-    blur_sigma: list = field(default_factory=lambda: [0.1, 2.0])
-    cutmix: bool = True
-    cutmix_p: float = 0.5
-    cutmix_area: list = field(default_factory=lambda: [0.02, 0.4])
-    cutmix_ratio: list = field(default_factory=lambda: [0.3, 1 / 0.3])
-    cutmix_source: str = "second_batch"  # second_batch (official) | in_batch (batch rolled by one)
-    # 3D strong views (torchio, as the official LA code): bias field then gamma with probability
-    # bias_gamma_p, then the blur above. The colour jitter keys are 2D only.
-    bias_gamma: bool = True
-    bias_gamma_p: float = 0.8
-    bias_coefficient: float = 0.5  # torchio RandomBiasField(coefficients)
-    log_gamma: list = field(default_factory=lambda: [-0.5, 0.5])  # torchio RandomGamma(log_gamma)
-    # 3D box placement: official (the LA code's axis mix-up, views3d.py) | clean (each axis its own range)
-    cutmix_box_axes: str = "official"
+    enabled: bool = knob(True, "strong views and their terms (s1, s2, c-f)")
+    strong_views: Literal[0, 1, 2] = knob(2, "strongly augmented copies of the unlabeled batch "
+                                          "(the last one gets the feature streams)")
+    color_jitter: bool = knob(True, "2D strong view: colour jitter (brightness, contrast, saturation, hue)")
+    jitter_p: float = knob(0.8, "probability of the colour jitter", UNIT)
+    brightness: float = knob(0.5, "jitter brightness factor range 1 +- this", NONNEG)
+    contrast: float = knob(0.5, "jitter contrast factor range 1 +- this", NONNEG)
+    saturation: float = knob(0.5, "jitter saturation factor range 1 +- this (RGB only)", NONNEG)
+    hue: float = knob(0.25, "jitter hue shift range +- this, in turns (RGB only)", Range(0, 0.5))
+    blur: bool = knob(True, "strong view: Gaussian blur (2D and 3D)")
+    blur_p: float = knob(0.5, "probability of the blur", UNIT)
+    blur_sigma: list = knob([0.1, 2.0], "blur sigma range [low, high]", Range(0, lo_in=False, pair=True))
+    cutmix: bool = knob(True, "CutMix: a box of each strong view taken from another image")
+    cutmix_p: float = knob(0.5, "probability of a CutMix box", UNIT)
+    cutmix_area: list = knob([0.02, 0.4], "box area range as a share of the image [low, high]",
+                             Range(0, 1, lo_in=False, pair=True))
+    cutmix_ratio: list = knob([0.3, 1 / 0.3], "box aspect ratio range [low, high]",
+                              Range(0, lo_in=False, pair=True))
+    cutmix_source: Literal["second_batch", "in_batch"] = knob(
+        "second_batch", "where boxes come from: a second unlabeled batch (official) or the batch rolled by one")
+    bias_gamma: bool = knob(True, "3D strong view: torchio RandomBiasField then RandomGamma")
+    bias_gamma_p: float = knob(0.8, "3D: probability of the bias field and gamma", UNIT)
+    bias_coefficient: float = knob(0.5, "3D: torchio RandomBiasField(coefficients)", NONNEG)
+    log_gamma: list = knob([-0.5, 0.5], "3D: torchio RandomGamma(log_gamma) range", Range(-5, 5, pair=True))
+    cutmix_box_axes: Literal["official", "clean"] = knob(
+        "official", "3D box placement: official (the LA code's axis mix-up) or clean (each axis its own range)")
 
 
 @dataclass
 class FeaturePerturbConfig:
-    enabled: bool = True
-    weak_rate: float = 0.25  # Dropout2d rate of the weak stream (official: 0.5 * 0.5)
-    strong_rate: Optional[float] = 0.75  # of the strong stream (0.5 * 1.5); null: no strong stream
-    on_strong_view: bool = True  # also decode the last strong view through the streams
+    enabled: bool = knob(True, "the channel-dropout streams (terms a-f)")
+    weak_rate: float = knob(0.25, "Dropout2d/3d rate of the weak stream (official 0.5 * 0.5)", RATE)
+    strong_rate: Optional[float] = knob(0.75, "rate of the strong stream (0.5 * 1.5); null: no strong stream",
+                                        RATE)
+    on_strong_view: bool = knob(True, "also decode the last strong view through the streams (terms c-f)")
 
 
 @dataclass
@@ -90,83 +129,80 @@ class PerturbConfig:
 
 @dataclass
 class DistillConfig:
-    enabled: bool = True
-    teacher_terms: bool = True  # a, b (weak view streams) and c, d (strong view streams) taught by p_w
-    cross_terms: bool = True  # e, f: strong-view streams taught by the matching weak-view streams
-    eta: float = 0.3
-    mode: str = "hard"  # hard: masked Dice on argmax labels (official code) | soft: masked KL
-    temperature: float = 1.0  # soft mode only
+    enabled: bool = knob(True, "self-distillation L_kd as a whole")
+    teacher_terms: bool = knob(True, "terms a-d: the streams taught by p_w")
+    cross_terms: bool = knob(True, "terms e-f: strong-view streams taught by the matching weak-view streams")
+    eta: float = knob(0.3, "weight of the cross terms in L_kd", UNIT)
+    mode: Literal["hard", "soft"] = knob(
+        "hard", "hard: masked Dice on argmax labels (official code); soft: masked KL(teacher || student) * T^2")
+    temperature: float = knob(1.0, "soft mode: temperature T", POSITIVE)
 
 
 @dataclass
 class PseudoConfig:
-    conf_thresh: float = 0.95
-    # fixed | ramp (linear from ramp_start to conf_thresh over ramp_fraction of training) |
-    # sigmoid (the official LA schedule: sigmoid ramp-up from ramp_start to conf_thresh over
-    # ramp_iterations, times thresh_scale; train.py conf_threshold says exactly)
-    threshold_schedule: str = "fixed"
-    ramp_start: float = 0.5
-    ramp_fraction: float = 0.3
-    ramp_iterations: Optional[int] = None  # sigmoid only; None: train.iterations
-    thresh_scale: float = 1.0  # sigmoid only; the official LA code multiplies by ln 2 (0.693147)
-    # Mode of the no-gradient pass on the CutMix source: official (train mode, as the official
-    # code since 2025-12-10) | eval (official before that) | train | batch_stats (crossmatch_step.py)
-    source_pass_mode: str = "official"
+    conf_thresh: float = knob(0.95, "confidence below which a pseudo-label pixel is ignored", UNIT)
+    threshold_schedule: Literal["fixed", "ramp", "sigmoid"] = knob(
+        "fixed", "fixed; ramp: linear from ramp_start over ramp_fraction of training; "
+        "sigmoid: the official LA schedule (train.conf_threshold)")
+    ramp_start: float = knob(0.5, "threshold at the start of ramp and sigmoid", UNIT)
+    ramp_fraction: float = knob(0.3, "ramp: share of training the ramp takes", UNIT)
+    ramp_iterations: Optional[int] = knob(None, "sigmoid: length of the ramp; null: train.iterations", COUNT)
+    thresh_scale: float = knob(1.0, "sigmoid: factor on the threshold (official LA: ln 2 = 0.693147)",
+                               Range(0, 1, lo_in=False))
+    source_pass_mode: Literal["official", "eval", "train", "batch_stats"] = knob(
+        "official", "the no-gradient pass on the CutMix source: official (train mode, as the official code "
+        "since 2025-12-10) or eval, train, batch_stats (batchnorm.source_pass_other_modes)")
 
 
 @dataclass
 class LossConfig:
-    # L = (supervised*L_x + strong*mean(L_s_i) + distill*L_kd) / normalizer
-    supervised: float = 1.0
-    strong: float = 0.5
-    distill: float = 0.5
-    normalizer: float = 2.0
-    # Dice of every loss term: over all classes (official ACDC) or the foreground only (official LA)
-    dice_background: bool = True
-    dice_smooth: float = 1e-4  # official ACDC 1e-4, LA 1e-5
+    supervised: float = knob(1.0, "weight of L_x in L = (w_x L_x + w_s mean L_s + w_kd L_kd) / normalizer",
+                             NONNEG)
+    strong: float = knob(0.5, "weight of the mean image-consistency term L_s", NONNEG)
+    distill: float = knob(0.5, "weight of L_kd (official LA: 1)", NONNEG)
+    normalizer: float = knob(2.0, "divisor of the weighted sum", POSITIVE)
+    dice_background: bool = knob(True, "Dice over every class (official ACDC) or the foreground only (LA)")
+    dice_smooth: float = knob(1e-4, "Dice smoothing constant (official ACDC 1e-4, LA 1e-5)", POSITIVE)
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = 30000
-    optimizer: str = "sgd"  # sgd (official ACDC: momentum, nesterov) | adamw (official LA)
-    batch_size: int = 12  # labeled images per iteration
-    unlabeled_batch_size: Optional[int] = None  # default: batch_size (official)
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    poly_power: float = 0.9
-    poly_iterations: Optional[int] = None  # length of the poly decay; None: train.iterations (LA: 17000)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    threads: int = 0  # CPU threads for torch; 0: one per physical core
-    val_every: int = 500
-    log_every: int = 10
-    amp: str = "auto"  # auto: bf16 on CUDA and on CPUs with native bf16, else fp32 | bf16 | off
-    channels_last: str = "auto"  # auto (on for CUDA and CPU) | on | off
-    compile: bool = False
-    progress: bool = True
+    iterations: int = knob(30000, "training iterations", COUNT)
+    optimizer: Literal["sgd", "adamw"] = knob("sgd", "sgd (official ACDC: momentum, nesterov) or adamw (LA)")
+    batch_size: int = knob(12, "labeled images per iteration", COUNT)
+    unlabeled_batch_size: Optional[int] = knob(None, "unlabeled images per iteration; null: batch_size", COUNT)
+    lr: float = knob(0.01, "base learning rate of the poly schedule", NONNEG)
+    momentum: float = knob(0.9, "SGD momentum", RATE)
+    nesterov: bool = knob(True, "SGD Nesterov momentum")
+    weight_decay: float = knob(1e-4, "weight decay", NONNEG)
+    poly_power: float = knob(0.9, "lr = base * (1 - it / poly_iterations) ** poly_power", NONNEG)
+    poly_iterations: Optional[int] = knob(None, "length of the poly decay; null: iterations (LA: 17000)", COUNT)
+    seed: int = knob(0, "seed of the split's random parts, the samplers, views and weights", Range(0, 2**32 - 1))
+    device: str = knob("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: int = knob(0, "CPU threads for torch; 0: one per core available to the process", NONNEG)
+    val_every: int = knob(500, "iterations between validations (each saves latest.pt)", COUNT)
+    log_every: int = knob(10, "iterations between rows of metrics.jsonl", COUNT)
+    amp: Literal["auto", "bf16", "off"] = knob("auto", "bf16 autocast; auto: on CUDA and on CPUs with native bf16")
+    channels_last: Literal["auto", "on", "off"] = knob("auto", "NHWC memory layout for 2D; auto: on for CUDA and CPU")
+    compile: bool = knob(False, "torch.compile the model for the training step")
+    progress: bool = knob(True, "show a progress bar")
 
 
 @dataclass
 class EvalConfig:
-    batch_slices: int = 32  # slices per forward pass at evaluation
-    distances: bool = True  # HD95/ASD on the final val/test evaluation (slower than Dice)
-    # BatchNorm statistics of the model that selects best.pt on val and gives the headline
-    # numbers: running (the trained running averages, as the official code and the
-    # literature) | precise (recomputed on clean training images; batchnorm.py says why).
-    # summary.json reports both either way, for best.pt and for the latest weights.
-    bn: str = "running"
-    precise_bn_batches: int = 32
-    precise_bn_batch_size: int = 16
-    # 3D only: sliding-window step in voxels of the training resolution (official LA: 18, 18, 4)
-    stride: list = field(default_factory=lambda: [18, 18, 4])
+    batch_slices: int = knob(32, "slices per forward pass at evaluation", COUNT)
+    distances: bool = knob(True, "HD95 and ASD at the final evaluation (slower than Dice)")
+    bn: Literal["running", "precise"] = knob(
+        "running", "BatchNorm statistics that choose best.pt and give the headline: running (as trained; "
+        "official) or precise (recomputed on clean training images); summary.json reports both")
+    precise_bn_batches: int = knob(32, "precise: batches to recompute the statistics on", NONNEG)
+    precise_bn_batch_size: int = knob(16, "precise: images per batch", COUNT)
+    stride: list = knob([18, 18, 4], "3D: sliding-window step in voxels (official LA: 18, 18, 4)", COUNT)
 
 
 @dataclass
 class Config:
-    preset: str = "crossmatch"
+    preset: str = knob("crossmatch", "the preset's name, for logs and tables")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
@@ -177,24 +213,49 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-CHOICES = {
-    "data.name": ("toy_acdc", "toy_isic", "acdc", "isic2018", "folder", "toy_la", "la"),
-    "model.arch": ("unet", "vnet"),
-    "train.optimizer": ("sgd", "adamw"),
-    "perturb.image.cutmix_box_axes": ("official", "clean"),
-    "perturb.image.cutmix_source": ("second_batch", "in_batch"),
-    "perturb.image.strong_views": (0, 1, 2),
-    "model.upsample": ("bilinear", "transpose"),
-    "distill.mode": ("hard", "soft"),
-    "pseudo.threshold_schedule": ("fixed", "ramp", "sigmoid"),
-    "pseudo.source_pass_mode": ("official", "eval", "train", "batch_stats"),
-    "train.amp": ("auto", "bf16", "off"),
-    "eval.bn": ("running", "precise"),
-    "train.channels_last": ("auto", "on", "off"),
-}
+def key_fields(node_type: type = Config, prefix: str = "") -> dict[str, tuple[Any, dataclasses.Field]]:
+    """{dotted key: (its type, its field)} of every leaf of the tree, in declaration order."""
+    hints = typing.get_type_hints(node_type)
+    out = {}
+    for f in dataclasses.fields(node_type):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.update(key_fields(tp, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = (tp, f)
+    return out
 
 
-DATASETS_3D = ("toy_la", "la")
+def _choices(tp: Any) -> tuple | None:
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    return None
+
+
+KEYS = key_fields()
+CHOICES = {k: c for k, (tp, _) in KEYS.items() if (c := _choices(tp)) is not None}
+RANGES = {k: f.metadata["range"] for k, (_, f) in KEYS.items() if f.metadata.get("range") is not None}
+DATASETS_3D = tuple(name for name, dims in DATASET_DIMS.items() if dims == 3)
+
+
+def key_rows() -> list[tuple[str, Any, str, str]]:
+    """(key, default, allowed values, doc) of every key: what `keys` prints and docs tabulate."""
+    defaults = flatten(to_dict(Config()))
+    rows = []
+    for key, (tp, f) in KEYS.items():
+        choices, rng = CHOICES.get(key), RANGES.get(key)
+        allowed = " / ".join(map(str, choices)) if choices else (_interval(rng) if rng else "")
+        rows.append((key, defaults[key], allowed, f.metadata.get("doc", "")))
+    return rows
+
+
+def keys_table() -> str:
+    """The markdown table of every key (docs/configuration.md holds it; a test keeps it in sync)."""
+    lines = ["| key | default | values | what it does |", "|---|---|---|---|"]
+    for key, default, allowed, doc in key_rows():
+        shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+        lines.append(f"| `{key}` | `{shown}` | {allowed} | {doc} |")
+    return "\n".join(lines)
 
 
 class ConfigError(ValueError):
@@ -202,16 +263,10 @@ class ConfigError(ValueError):
 
 
 def valid_keys(node: Any = None, prefix: str = "") -> list[str]:
-    """Every dotted leaf key of the tree, e.g. 'distill.eta'."""
-    node = Config() if node is None else node
-    keys = []
-    for f in dataclasses.fields(node):
-        value = getattr(node, f.name)
-        if dataclasses.is_dataclass(value):
-            keys += valid_keys(value, f"{prefix}{f.name}.")
-        else:
-            keys.append(f"{prefix}{f.name}")
-    return keys
+    """Every dotted leaf key of the tree (of `node`, a section, if given), e.g. 'distill.eta'."""
+    if node is None:
+        return list(KEYS)
+    return list(key_fields(type(node), prefix))
 
 
 def _field_type(node: Any, name: str) -> Any:
@@ -222,6 +277,12 @@ def _field_type(node: Any, name: str) -> Any:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert a YAML value to the declared type, or explain why it cannot be."""
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        value = _coerce(value, type(choices[0]), key)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
@@ -289,11 +350,7 @@ def set_key(cfg: Config, key: str, value: Any) -> None:
         for k, v in value.items():
             set_key(cfg, f"{key}.{k}", v)
         return
-    coerced = _coerce(value, _field_type(node, leaf), key)
-    allowed = CHOICES.get(key)
-    if allowed is not None and coerced not in allowed:
-        raise ConfigError(f"{key}: {coerced!r} is not one of {', '.join(map(str, allowed))}")
-    setattr(node, leaf, coerced)
+    setattr(node, leaf, _coerce(value, _field_type(node, leaf), key))
 
 
 def apply_dict(cfg: Config, data: dict, prefix: str = "") -> None:
@@ -364,19 +421,12 @@ def _apply_file(cfg: Config, p: Path, chain: tuple) -> None:
 
 def validate(cfg: Config) -> None:
     """Cross-field checks that single-key typing cannot express."""
-    if not 0.0 <= cfg.distill.eta <= 1.0:
-        raise ConfigError(f"distill.eta must lie in [0, 1], got {cfg.distill.eta}")
-    for key in ("weak_rate", "strong_rate"):
-        rate = getattr(cfg.perturb.feature, key)
-        if rate is not None and not 0.0 <= rate < 1.0:
-            raise ConfigError(f"perturb.feature.{key} must lie in [0, 1), got {rate}")
-    if cfg.train.iterations < 1:
-        raise ConfigError("train.iterations must be at least 1")
+    check_ranges(cfg)
     if cfg.train.poly_iterations is not None and cfg.train.poly_iterations < cfg.train.iterations:
         raise ConfigError(f"train.poly_iterations ({cfg.train.poly_iterations}) must be at least train.iterations "
                           f"({cfg.train.iterations}): the poly learning rate would turn negative; leave it unset "
                           "to decay over train.iterations")
-    three_d = cfg.data.name in DATASETS_3D
+    three_d = DATASET_DIMS[cfg.data.name] == 3
     if three_d != (cfg.model.arch == "vnet"):
         raise ConfigError(f"data.name={cfg.data.name} is {'3D' if three_d else '2D'} data, but model.arch="
                           f"{cfg.model.arch}; use model.arch={'vnet' if three_d else 'unet'} "
@@ -393,7 +443,6 @@ def validate(cfg: Config) -> None:
     if cfg.model.arch == "vnet" and any(cfg.model.encoder_dropout[:4]):
         raise ConfigError("the VNet drops out its bottleneck only: model.encoder_dropout must be [0, 0, 0, 0, p], "
                           f"got {cfg.model.encoder_dropout}")
-    check_ranges(cfg)
 
 
 def to_dict(cfg: Config) -> dict:
@@ -443,75 +492,23 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 
 # ---------------------------------------------------------------------------- value ranges
 # Values of the right type can still be meaningless (a confidence threshold of 1.5 masks
-# every pixel and quietly turns CrossMatch into a half-weight supervised run). Each rule:
-# dotted key -> (low, high, low inclusive, high inclusive); None means unbounded. Lists are
-# checked element by element. Kept apart from the dataclasses so presets stay readable.
-RANGES: dict[str, tuple] = {
-    "data.labeled": (0, None, False, True),
-    "data.size": (16, None, True, True),
-    "data.patch": (16, None, True, True),
-    "data.downsample": (1, None, True, True),
-    "data.val_count": (1, None, True, True),
-    "model.head_dropout": (0, 1, True, False),
-    "perturb.image.bias_gamma_p": (0, 1, True, True),
-    "perturb.image.bias_coefficient": (0, None, True, True),
-    "perturb.image.log_gamma": (-5, 5, True, True),
-    "pseudo.ramp_iterations": (1, None, True, True),
-    "pseudo.thresh_scale": (0, 1, False, True),
-    "loss.dice_smooth": (0, None, False, True),
-    "train.poly_iterations": (1, None, True, True),
-    "eval.stride": (1, None, True, True),
-    "model.channels": (1, None, True, True),
-    "model.encoder_dropout": (0, 1, True, False),
-    "perturb.image.jitter_p": (0, 1, True, True),
-    "perturb.image.brightness": (0, None, True, True),
-    "perturb.image.contrast": (0, None, True, True),
-    "perturb.image.saturation": (0, None, True, True),
-    "perturb.image.hue": (0, 0.5, True, True),
-    "perturb.image.blur_p": (0, 1, True, True),
-    "perturb.image.blur_sigma": (0, None, False, True),
-    "perturb.image.cutmix_p": (0, 1, True, True),
-    "perturb.image.cutmix_area": (0, 1, False, True),
-    "perturb.image.cutmix_ratio": (0, None, False, True),
-    "distill.temperature": (0, None, False, True),
-    "pseudo.conf_thresh": (0, 1, True, True),
-    "pseudo.ramp_start": (0, 1, True, True),
-    "pseudo.ramp_fraction": (0, 1, True, True),
-    "loss.supervised": (0, None, True, True),
-    "loss.strong": (0, None, True, True),
-    "loss.distill": (0, None, True, True),
-    "loss.normalizer": (0, None, False, True),
-    "train.batch_size": (1, None, True, True),
-    "train.unlabeled_batch_size": (1, None, True, True),
-    "train.lr": (0, None, True, True),
-    "train.momentum": (0, 1, True, False),
-    "train.weight_decay": (0, None, True, True),
-    "train.poly_power": (0, None, True, True),
-    "train.seed": (0, 2**32 - 1, True, True),
-    "train.threads": (0, None, True, True),
-    "train.val_every": (1, None, True, True),
-    "train.log_every": (1, None, True, True),
-    "eval.batch_slices": (1, None, True, True),
-    "eval.precise_bn_batches": (0, None, True, True),
-    "eval.precise_bn_batch_size": (1, None, True, True),
-}
-# Two-number lists read as [low, high].
-PAIRS = ("perturb.image.blur_sigma", "perturb.image.cutmix_area", "perturb.image.cutmix_ratio", "perturb.image.log_gamma")
+# every pixel and quietly turns CrossMatch into a half-weight supervised run): each key's
+# Range, declared on its field, refuses them.
 DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:[0-9]+|mps)$")
 
 
-def _interval(lo, hi, lo_in, hi_in) -> str:
-    if hi is None:
-        return f"at least {lo:g}" if lo_in else f"above {lo:g}"
-    return f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
+def _interval(r: Range) -> str:
+    if r.hi is None:
+        return f"at least {r.lo:g}" if r.lo_in else f"above {r.lo:g}"
+    return f"in {'[' if r.lo_in else '('}{r.lo:g}, {r.hi:g}{']' if r.hi_in else ')'}"
 
 
-def _in_range(v, lo, hi, lo_in, hi_in) -> bool:
+def _in_range(v, r: Range) -> bool:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return False
-    if lo is not None and (v < lo or (v == lo and not lo_in)):
+    if r.lo is not None and (v < r.lo or (v == r.lo and not r.lo_in)):
         return False
-    return hi is None or v < hi or (v == hi and hi_in)
+    return r.hi is None or v < r.hi or (v == r.hi and r.hi_in)
 
 
 def _get(cfg: Config, key: str) -> Any:
@@ -523,15 +520,15 @@ def _get(cfg: Config, key: str) -> Any:
 
 def check_ranges(cfg: Config) -> None:
     """Refuse the first value outside its meaningful range, with one line saying so."""
-    for key, (lo, hi, lo_in, hi_in) in RANGES.items():
+    for key, r in RANGES.items():
         value = _get(cfg, key)
         if value is None:
             continue  # optional keys (e.g. unlabeled_batch_size) left at their default
         for v in (value if isinstance(value, list) else [value]):
-            if not _in_range(v, lo, hi, lo_in, hi_in):
+            if not _in_range(v, r):
                 what = f"every entry of {key}" if isinstance(value, list) else key
-                raise ConfigError(f"{what} must be {_interval(lo, hi, lo_in, hi_in)}, got {value!r}")
-        if key in PAIRS and (len(value) != 2 or value[0] > value[1]):
+                raise ConfigError(f"{what} must be {_interval(r)}, got {value!r}")
+        if r.pair and (len(value) != 2 or value[0] > value[1]):
             raise ConfigError(f"{key} must be two numbers [low, high] with low <= high, got {value!r}")
     labeled = cfg.data.labeled
     if labeled >= 1 and labeled != int(labeled):

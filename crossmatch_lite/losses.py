@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-DICE_SMOOTH = 1e-4  # the official ACDC DiceLoss's smoothing constant (the LA code's is 1e-5)
+from .config import LossConfig
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,8 @@ class DiceSpec:
     """Which classes a Dice loss averages over, and its smoothing constant. The official
     ACDC loss averages every class, background included; the official LA loss scores the
     foreground channel alone (`dice_loss(p[:, 1], y == 1)`), with smoothing 1e-5."""
-    background: bool = True
-    smooth: float = DICE_SMOOTH
+    background: bool = LossConfig.dice_background  # the config's defaults: official ACDC
+    smooth: float = LossConfig.dice_smooth
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

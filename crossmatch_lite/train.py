@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .run.checkpoints import CheckpointError, load_checkpoint
 from .views import UnlabeledViews, make_unlabeled_views, views_for
 from .batchnorm import recompute_statistics
-from .config import Config, save_config, to_dict
+from .config import Config, load_config, save_config, to_dict
 from .crossmatch_step import StepOutput, crossmatch_step, plan_from
 from .data import SegData, load_data
 from .evaluate import evaluate_cases
@@ -37,7 +37,7 @@ from .run.folder import RESUME_FREE_KEYS, RunLocked, RunMismatch, check_identity
 from .run.runtime import autocast_for, configure_threads, pick_device, seed_everything, use_channels_last
 from .run.sampling import EpochSampler
 from .switches import contradiction_warning
-from . import models as networks
+from .models import build_model
 
 __all__ = ["RESUME_FREE_KEYS", "RunLocked", "RunMismatch", "RunRefused", "Trainer", "TrainingDiverged", "train"]
 
@@ -48,10 +48,6 @@ class TrainingDiverged(RuntimeError):
 
 class RunRefused(RuntimeError):
     """A run that cannot work with these data and switches; refused before training."""
-
-
-def build_model(cfg: Config, data: SegData) -> torch.nn.Module:
-    return networks.build_model(cfg.model, data.in_channels, data.num_classes)
 
 
 def _device(name: str) -> torch.device:
@@ -121,7 +117,7 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self.data = data if data is not None else load_data(cfg.data, seed=cfg.train.seed)
         self.plan = plan_from(cfg)
-        self.model = build_model(cfg, self.data).to(self.device)
+        self.model = build_model(cfg.model, self.data.in_channels, self.data.num_classes).to(self.device)
         # 2D or 3D is decided here, once, by the data; the views object knows the rest.
         self.views = views_for(self.data.spatial_dims, cfg.data.patch)
         self.channels_last = use_channels_last(self.device, cfg.train) and self.views.spatial_dims == 2
@@ -149,6 +145,35 @@ class Trainer:
         self.seconds = 0.0
         self.cpu_seconds = 0.0  # process CPU time: comparable across machine load
         self.iteration_saved = 0
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, which: str = "best", data: SegData | None = None,
+                 overrides=()) -> "Trainer":
+        """A Trainer for an existing run folder with its `which` checkpoint ("best" or
+        "latest") loaded; nothing is trained. The one way to reload a run: the CLI's
+        evaluate, the notebooks, predictions and the ablation report all come here, so
+        they all score and picture the model the run's summary scored. The run's own
+        split.json is used unless `data` or an override says otherwise."""
+        run = Path(run_dir)
+        if not (run / "config.yaml").is_file():
+            raise RunRefused(f"{run} is not a run folder (no config.yaml); pass the --out of a `train` run")
+        if which not in ("best", "latest"):
+            raise ValueError(f"which={which!r}: choose 'best' or 'latest'")
+        state = load_checkpoint(run / f"{which}.pt", "cpu")  # a bad checkpoint is refused before any data is read
+        split = [f"data.split_file={run / 'split.json'}"] if data is None and (run / "split.json").is_file() else []
+        cfg = load_config(run / "config.yaml", [*split, *overrides, "train.progress=false"])
+        trainer = cls(cfg, run, data=data)
+        trainer.load_weights(state["model"], run / f"{which}.pt")
+        return trainer
+
+    def load_weights(self, weights: dict, source: Path) -> None:
+        """Load a state dict into the model, or say in one line why it does not fit."""
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"{source} does not fit this run's network ({self.cfg.model.arch}, "
+                                  f"{self.data.num_classes} classes): {first}") from None
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
@@ -350,9 +375,14 @@ class Trainer:
         return summary
 
     def run(self) -> dict:
+        """Train (or resume, or reuse a finished run), evaluate, and return the summary, with
+        the weights chosen on val (best.pt, or the latest without one) in self.model."""
         self._preflight()
         with locked(self.out):
-            return self._run_locked()
+            summary = self._run_locked()
+        if (self.out / "best.pt").exists():
+            self.load_weights(load_checkpoint(self.out / "best.pt", self.device)["model"], self.out / "best.pt")
+        return summary
 
     def _run_locked(self) -> dict:
         cfg = self.cfg

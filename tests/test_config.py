@@ -1,4 +1,6 @@
 """The config tree: YAML, dotted overrides, and refusals that explain themselves."""
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -59,3 +61,42 @@ def test_every_switch_named_in_the_issue_exists():
               "train.batch_size", "train.seed", "train.device"]:
         assert k in keys, k
     assert Config().train.device == "auto"
+
+
+def test_docs_keys_table_is_the_one_derived_from_the_fields():
+    """Each key is declared once, on its field; the docs table is generated from it."""
+    from crossmatch_lite.config import keys_table
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    table = text.split("<!-- keys:start", 1)[1].split("-->", 1)[1].split("<!-- keys:end -->")[0]
+    assert table.strip() == keys_table().strip(), \
+        "docs/configuration.md is stale: paste `python -m crossmatch_lite keys --markdown` between its markers"
+
+
+def test_every_key_has_a_doc_and_choices_come_from_the_type():
+    from crossmatch_lite.config import CHOICES, KEYS, RANGES
+
+    assert all(f.metadata.get("doc") for _, f in KEYS.values())
+    assert CHOICES["distill.mode"] == ("hard", "soft") and "la" in CHOICES["data.name"]
+    assert RANGES["pseudo.conf_thresh"].hi == 1 and not set(CHOICES) & set(RANGES)
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")))
+def test_presets_list_only_what_differs_from_their_base(preset):
+    """A preset states how it differs from the defaults (or from the preset it extends):
+    a key set to its base's value is noise that hides what the preset is about."""
+    from crossmatch_lite.config import flatten, to_dict, yaml_load
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    data = yaml_load((configs / preset).read_text()) or {}
+    base_file = data.pop("extends", None)
+    base = flatten(to_dict(load_config(configs / base_file) if base_file else Config()))
+    ours = flatten(to_dict(load_config(configs / preset)))
+    assert [k for k in flatten(data) if ours[k] == base[k]] == []
+
+
+def test_every_dataset_of_the_config_has_a_loader():
+    from crossmatch_lite.config import DATASET_DIMS
+    from crossmatch_lite.data import LOADERS
+
+    assert set(LOADERS) == set(DATASET_DIMS)

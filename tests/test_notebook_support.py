@@ -70,10 +70,11 @@ def test_train_step_feeds_on_next_batch(toy_data):
 
 def test_predictions_come_from_the_evaluation_path(finished_run, toy_data):
     """The pictures of a run score exactly what its summary says (BatchNorm recomputed)."""
-    from crossmatch_lite.tutorial.predict import predict_cases, trainer_for
+    from crossmatch_lite.tutorial.predict import predict_cases
+    from crossmatch_lite.train import Trainer
 
     run, summary = finished_run
-    preds, scores = predict_cases(trainer_for(run, data=toy_data), toy_data.test_cases)
+    preds, scores = predict_cases(Trainer.from_run(run, data=toy_data), toy_data.test_cases)
     expected = {c["id"]: np.nanmean([v for v in c["dice"].values() if v is not None]) for c in summary["test"]["cases"]}
     assert set(preds) == set(expected)
     for cid, v in expected.items():

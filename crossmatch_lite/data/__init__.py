@@ -10,36 +10,25 @@ data.split_file to rebuild exactly the same split.
 """
 from __future__ import annotations
 
+import importlib
+
 from .base import Case, SegData
 from .splitting import DataError
 
+from ..config import DATASET_DIMS
+
 __all__ = ["Case", "DataError", "SegData", "load_data", "DATASETS"]
 
-DATASETS = ("toy_acdc", "toy_isic", "acdc", "isic2018", "folder", "toy_la", "la")
+DATASETS = tuple(DATASET_DIMS)
+# name -> (module, loader). Imported on use, so that, e.g., the toy data work without
+# h5py being importable.
+LOADERS = {"toy_acdc": ("toy", "load_toy_acdc"), "toy_isic": ("toy", "load_toy_isic"), "acdc": ("acdc", "load_acdc"),
+           "isic2018": ("isic", "load_isic"), "folder": ("folder", "load_folder"),
+           "toy_la": ("toy_la", "load_toy_la"), "la": ("la", "load_la")}
 
 
 def load_data(cfg, seed: int) -> SegData:
-    # Imports are local so that, e.g., the toy data work without h5py being importable.
-    name = cfg.name
-    if name == "toy_acdc":
-        from .toy import load_toy_acdc
-        return load_toy_acdc(cfg, seed)
-    if name == "toy_isic":
-        from .toy import load_toy_isic
-        return load_toy_isic(cfg, seed)
-    if name == "acdc":
-        from .acdc import load_acdc
-        return load_acdc(cfg, seed)
-    if name == "isic2018":
-        from .isic import load_isic
-        return load_isic(cfg, seed)
-    if name == "folder":
-        from .folder import load_folder
-        return load_folder(cfg, seed)
-    if name == "toy_la":
-        from .toy_la import load_toy_la
-        return load_toy_la(cfg, seed)
-    if name == "la":
-        from .la import load_la
-        return load_la(cfg, seed)
-    raise DataError(f"unknown data.name '{name}'; choose one of {', '.join(DATASETS)}")
+    if cfg.name not in LOADERS:
+        raise DataError(f"unknown data.name '{cfg.name}'; choose one of {', '.join(DATASETS)}")
+    module, loader = LOADERS[cfg.name]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), loader)(cfg, seed)

@@ -6,18 +6,10 @@ from torch import nn
 from .unet import UNet
 from .vnet import VNet
 
-ARCHS = ("unet", "vnet")
-
 
 def build_model(model_cfg, in_channels: int, num_classes: int) -> nn.Module:
     """The network a config describes (`model_cfg` is the config's `model` section)."""
-    m = model_cfg
+    m = model_cfg  # model.arch is one of its Literal choices: the config refuses others
     if m.arch == "vnet":
         return VNet(in_channels, num_classes, m.channels, m.encoder_dropout, m.head_dropout)
-    if m.arch == "unet":
-        return UNet(in_channels, num_classes, m.channels, m.encoder_dropout, m.upsample)
-    raise ValueError(f"model.arch must be one of {ARCHS}, got {m.arch!r}")
-
-
-def spatial_dims(model: nn.Module) -> int:
-    return 3 if isinstance(model, VNet) else 2
+    return UNet(in_channels, num_classes, m.channels, m.encoder_dropout, m.upsample)

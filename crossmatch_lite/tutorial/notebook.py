@@ -18,6 +18,8 @@ from typing import Callable, Iterable
 
 from .. import __version__
 from ..config import Config, load_config
+from ..data import load_data
+from ..train import Trainer
 from .figures import apply_style, show
 from .smoke import scaled, smoke_mode
 
@@ -124,14 +126,8 @@ def prepare_run_dir(out_dir: str | Path, resume: bool = True) -> Path:
 def trained(cfg: Config, run_dir: str | Path, data=None, on_log: Callable | None = None, trainer_cls=None):
     """Train (or resume, or reuse a finished run in run_dir) and return (trainer, summary)
     with the best-on-validation checkpoint loaded into trainer.model."""
-    from ..run.checkpoints import load_model
-    from ..train import Trainer
-
     trainer = (trainer_cls or Trainer)(cfg, run_dir, data=data, on_log=on_log)
-    summary = trainer.run()
-    if (Path(run_dir) / "best.pt").exists():
-        trainer.model.load_state_dict(load_model(run_dir, "best", trainer.device).state_dict())
-    return trainer, summary
+    return trainer, trainer.run()
 
 
 # ---------------------------------------------------------------- the notebook context
@@ -170,8 +166,6 @@ class Context:
     def data(self):
         """The notebook's dataset (loaded once)."""
         if self._data is None:
-            from ..data import load_data
-
             self._data = load_data(self.cfg.data, seed=self.cfg.train.seed)
         return self._data
 
