@@ -11,7 +11,7 @@ from .data import DataError
 from .run.checkpoints import CheckpointError
 from .run.files import atomic_write_json
 from .run.folder import RunLocked, RunMismatch
-from .train import RunRefused, Trainer, TrainingDiverged, train
+from .train import RunRefused, Trainer, TrainingDiverged
 
 
 def _print_metrics(title: str, m: dict) -> None:
@@ -49,8 +49,10 @@ def _user_errors() -> tuple:
 
 def cmd_train(args) -> int:
     cfg = load_config(args.config, args.set)
+    trainer = None
     try:
-        summary = train(cfg, args.out)
+        trainer = Trainer(cfg, args.out)
+        summary = trainer.run()
     except _user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -58,6 +60,11 @@ def cmd_train(args) -> int:
         print(f"error: cannot write the run folder {args.out}: {e.strerror or e}"
               + (f" ({e.filename})" if e.filename else ""), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        saved = trainer.iteration_saved if trainer is not None else 0
+        where = f"{Path(args.out) / 'latest.pt'} holds iteration {saved}" if saved else "no checkpoint was written yet"
+        print(f"\ninterrupted: {where}; run the same command again to resume", file=sys.stderr)
+        return 130
     _print_metrics("val (best.pt)", summary["val"])
     _print_metrics("test (best.pt)", summary["test"])
     print(f"run folder: {args.out}")

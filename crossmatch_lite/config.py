@@ -274,6 +274,12 @@ def _field_type(node: Any, name: str) -> Any:
     return hints[name]
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters: a message must stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert a YAML value to the declared type, or explain why it cannot be."""
     origin = typing.get_origin(tp)
@@ -281,7 +287,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         choices = typing.get_args(tp)
         value = _coerce(value, type(choices[0]), key)
         if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+            raise ConfigError(f"{key}: {_short(value)} is not one of {', '.join(map(str, choices))}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -291,26 +297,27 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigError(f"{key}: expected true or false, got {_short(value)}")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value) or int(value) != value:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {_short(value)}")
         return int(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {_short(value)}")
         return float(value)
     if tp is str:
         word = ("on" if value else "off") if isinstance(value, bool) else None
         if word is not None and word in CHOICES.get(key, ()):
             return word  # YAML 1.1 reads on/off as booleans
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {_short(value)}")
         return str(value)
-    if tp is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+    if tp is list:  # every list key holds numbers (sizes, rates, ranges)
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{key}: expected a list of numbers, got {_short(value)}")
         return list(value)
     return value
 
@@ -392,11 +399,18 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     return cfg
 
 
+MAX_EXTENDS = 16
+
+
 def _apply_file(cfg: Config, p: Path, chain: tuple) -> None:
     """Apply one YAML file; a top-level `extends: other.yaml` (relative to this file) is
     applied first, so a preset states only how it differs from the one it builds on."""
+    if p.is_dir():
+        raise ConfigError(f"config {p} is a folder, not a file; name a preset, e.g. configs/crossmatch.yaml")
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist; presets live in configs/ (e.g. configs/crossmatch.yaml)")
+    if len(chain) >= MAX_EXTENDS:
+        raise ConfigError(f"{p}: `extends` chains more than {MAX_EXTENDS} files; presets build on one or two")
     if p.resolve() in chain:
         raise ConfigError(f"{p}: `extends` loops back to itself ({' -> '.join(str(c) for c in chain + (p,))})")
     try:
@@ -472,7 +486,24 @@ _EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """yaml.SafeLoader that refuses aliases (`*name`: a few lines of nested aliases expand
+    to billions of nodes) and duplicate keys (the second would silently win)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in configs; "
+                                              "write the value out", mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+0123456789."))
@@ -527,9 +558,9 @@ def check_ranges(cfg: Config) -> None:
         for v in (value if isinstance(value, list) else [value]):
             if not _in_range(v, r):
                 what = f"every entry of {key}" if isinstance(value, list) else key
-                raise ConfigError(f"{what} must be {_interval(r)}, got {value!r}")
+                raise ConfigError(f"{what} must be {_interval(r)}, got {_short(value)}")
         if r.pair and (len(value) != 2 or value[0] > value[1]):
-            raise ConfigError(f"{key} must be two numbers [low, high] with low <= high, got {value!r}")
+            raise ConfigError(f"{key} must be two numbers [low, high] with low <= high, got {_short(value)}")
     labeled = cfg.data.labeled
     if labeled >= 1 and labeled != int(labeled):
         raise ConfigError(f"data.labeled must be a whole count (e.g. 3) or a fraction below 1 "

@@ -34,7 +34,8 @@ from .data import SegData, load_data
 from .evaluate import evaluate_cases
 from .run.files import atomic_torch_save, atomic_write_json, atomic_write_text
 from .run.folder import RESUME_FREE_KEYS, RunLocked, RunMismatch, check_identity, data_fingerprint, locked
-from .run.runtime import autocast_for, configure_threads, pick_device, seed_everything, use_channels_last
+from .run.runtime import (autocast_for, available_cores, configure_threads, memory_bytes, pick_device,
+                          seed_everything, step_memory_bytes, use_channels_last)
 from .run.sampling import EpochSampler
 from .switches import contradiction_warning
 from .models import build_model
@@ -63,6 +64,21 @@ def _device(name: str) -> torch.device:
     if dev.type == "mps" and not (mps is not None and mps.is_available()):
         raise RunRefused(f"train.device={name} was asked for, but MPS is not available here; use cpu or auto")
     return dev
+
+
+def check_resources(cfg: Config, device: torch.device) -> None:
+    """Refuse requests the machine cannot serve, before they freeze or exhaust it: more CPU
+    threads than this process has cores, or a step whose first network level alone needs
+    more memory than the machine has."""
+    cores = available_cores()
+    if device.type == "cpu" and cfg.train.threads > cores:
+        raise RunRefused(f"train.threads={cfg.train.threads} asks for more threads than the {cores} core(s) this "
+                         f"process may use; use 0 (one per core) or at most {cores}")
+    need, have = step_memory_bytes(cfg), memory_bytes()
+    if device.type == "cpu" and have and need > have:
+        raise RunRefused(f"one training step would need at least {need / 2**30:.1f} GiB (train.batch_size="
+                         f"{cfg.train.batch_size}, data.size={cfg.data.size}, data.patch={cfg.data.patch}) but "
+                         f"the machine has {have / 2**30:.1f} GiB; lower them")
 
 
 def poly_lr(cfg: Config, it: int) -> float:
@@ -112,6 +128,7 @@ class Trainer:
         self.out = Path(out_dir)
         self.on_log = on_log
         self.device = _device(cfg.train.device)
+        check_resources(cfg, self.device)
         if self.device.type == "cpu":
             configure_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
@@ -171,7 +188,9 @@ class Trainer:
         try:
             self.model.load_state_dict(weights)
         except RuntimeError as e:
-            first = str(e).strip().splitlines()[0]
+            # torch lists every mismatch after a header line; the first one says enough.
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            first = (lines[1:] or lines)[0][:160]
             raise CheckpointError(f"{source} does not fit this run's network ({self.cfg.model.arch}, "
                                   f"{self.data.num_classes} classes): {first}") from None
 
@@ -279,10 +298,7 @@ class Trainer:
         with self.autocast:
             out = self.step_loss(x, y, views, thresh)
         if not torch.isfinite(out.loss):
-            raise TrainingDiverged(
-                f"the loss became {out.loss.item()} at iteration {it} (terms: {out.terms}). "
-                f"The last good checkpoint is {self.out / 'latest.pt'} (iteration {self.iteration_saved}); "
-                "lower train.lr or check the data, then re-run with the same --out to resume from it.")
+            raise self._diverged(f"the loss became {out.loss.item()} at iteration {it} (terms: {out.terms})")
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         self.opt.step()
@@ -321,7 +337,19 @@ class Trainer:
         """The sliding window of 3D evaluation (None for 2D data)."""
         return self.views.window(self.cfg.eval.stride, self.data.downsample)
 
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """The one-line stop of a diverged run. Nothing non-finite is ever written, so the
+        last checkpoint (if any) holds finite weights; the run's config is its identity,
+        so the way on is a new run folder."""
+        latest = self.out / "latest.pt"
+        last = (f"{latest} (iteration {self.iteration_saved}) is the last checkpoint, with finite weights"
+                if self.iteration_saved and latest.exists() else "no checkpoint was written")
+        return TrainingDiverged(f"{what}. {last}. Lower train.lr (or check the data) and train into a new "
+                                "--out: the same --out resumes only the same config.")
+
     def _validate_and_save(self, log) -> None:
+        if not all(torch.isfinite(v).all() for v in self.model.state_dict().values() if v.is_floating_point()):
+            raise self._diverged(f"the weights hold non-finite values at iteration {self.iteration}")
         val = self.evaluate(self.data.val_cases)
         dice = val["dice"]["mean"] or 0.0
         row = {"iteration": self.iteration, "val_dice": dice,
@@ -351,6 +379,11 @@ class Trainer:
                 "run use --config configs/supervised.yaml; otherwise label fewer.")
         if "labeled" not in self.samplers:
             raise RunRefused("the split has no labeled training images: check data.labeled and the data")
+        for name, sampler in self.samplers.items():
+            if sampler.batch > len(sampler.indices):
+                raise RunRefused(f"a batch of {sampler.batch} {name} images is larger than the {len(sampler.indices)} "
+                                 f"{name} training images there are; lower train.batch_size "
+                                 "(train.unlabeled_batch_size for the unlabeled ones)")
         warning = contradiction_warning(self.cfg)
         if warning:
             print(warning, file=sys.stderr)

@@ -1,5 +1,5 @@
 """Run folders: no code runs from a checkpoint, no run is lost or overwritten, and every
-bad input to `train`/`evaluate` gets one line saying what to do (issue 11)."""
+bad input to `train`/`evaluate` gets one line saying what to do."""
 import json
 import os
 import pickle

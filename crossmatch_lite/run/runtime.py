@@ -1,6 +1,7 @@
 """Device choice, CPU threads and seeding: decided once per run, passed down explicitly."""
 from __future__ import annotations
 
+import math
 import os
 import random
 from contextlib import nullcontext
@@ -25,12 +26,35 @@ def pick_device(name: str = "auto") -> torch.device:
     return dev
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under taskset or a container)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def configure_threads(n: int) -> int:
     """One intra-op thread per core: on a 2-core machine more threads only contend."""
-    if n <= 0:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = n if n > 0 else available_cores()
     torch.set_num_threads(n)
     return n
+
+
+def memory_bytes() -> int | None:
+    """The machine's physical memory, where the platform says (None elsewhere)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def step_memory_bytes(cfg) -> int:
+    """A lower bound of one training step's memory: the first network level's activations
+    (convolution, BatchNorm and activation outputs with their gradients: about 8 float32
+    copies) for every image the step runs through (x, u_w, two strong views, the source).
+    Real use is a few times larger; this only catches requests that can never fit."""
+    three_d = cfg.model.arch == "vnet"
+    pixels = math.prod(cfg.data.patch) if three_d else cfg.data.size ** 2
+    images = cfg.train.batch_size + 4 * (cfg.train.unlabeled_batch_size or cfg.train.batch_size)
+    return images * cfg.model.channels[0] * pixels * 4 * 8
 
 
 def seed_everything(seed: int) -> None:
