@@ -87,3 +87,33 @@ def test_folder_is_a_valid_data_name():
     from crossmatch_lite.data import DATASETS
 
     assert "folder" in CHOICES["data.name"] and "folder" in DATASETS
+
+
+def _relabel(root: Path, mapping: dict[int, int]) -> Path:
+    """Rewrite every PNG mask of an example folder through `mapping` (class id -> value)."""
+    lut = np.arange(256, dtype=np.uint8)
+    for k, v in mapping.items():
+        lut[k] = v
+    for p in (root / "masks").glob("*.png"):
+        Image.fromarray(lut[np.asarray(Image.open(p))]).save(p)
+    return root
+
+
+def test_masks_saved_as_0_and_255_are_binary(tmp_path):
+    root = _relabel(write_example_folder(tmp_path, n_cases=5), {1: 255, 2: 255, 3: 255})
+    (root / "classes.txt").unlink()
+    d = _load(root)
+    assert d.num_classes == 2 and d.class_names == ["background", "class 1"]
+    assert set(np.unique(d.train_labels)) == {0, 1} and set(np.unique(d.test_cases[0].label)) == {0, 1}
+
+
+def test_class_ids_with_gaps_are_refused_unless_classes_txt_names_them(tmp_path):
+    from crossmatch_lite.data import DataError
+
+    root = _relabel(write_example_folder(tmp_path, n_cases=5), {2: 1, 3: 200})  # ids 0, 1, 200
+    (root / "classes.txt").unlink()
+    with pytest.raises(DataError, match=r"class ids 0, 1, 200 with gaps .*masks.case\d+\.png.*classes\.txt") as e:
+        _load(root)
+    assert "\n" not in str(e.value)
+    (root / "classes.txt").write_text("\n".join(["background"] + [f"c{k}" for k in range(1, 201)]) + "\n")
+    assert _load(root).num_classes == 201

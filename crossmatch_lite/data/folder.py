@@ -6,7 +6,9 @@
 
 A PNG/JPEG pair is one 2D case (like an ISIC image); a NIfTI pair is one volume, trained
 slice by slice and scored in 3D (like an ACDC volume), with the spacing from its header.
-Images are scaled to [0, 1] (8-bit: /255, anything else: min-max per case).
+Images are scaled to [0, 1] (8-bit: /255, anything else: min-max per case). Masks whose
+values are exactly 0 and 255 across the dataset (black/white images) are read as binary
+0/1; other class ids must run 0, 1, 2, ... without gaps unless classes.txt names them all.
 
 The split: 10 % of the cases for validation and 20 % for test (at least one each), drawn
 with a fixed seed so that every run of a dataset is scored on the same cases; `data.labeled`
@@ -100,6 +102,38 @@ def _load_case(cid: str, image_path: Path, mask_path: Path) -> Case:
     return Case(cid, _scaled(image), label, spacing)
 
 
+def _num_classes(cases: dict[str, Case], masks: dict[str, Path], class_names: list[str] | None,
+                 names_file: Path) -> int:
+    """The model's class count from the class ids the masks use; binary masks saved as 0/255
+    are turned into 0/1 here (in place), and ids with gaps need classes.txt to name them."""
+    used = {cid: set(np.unique(c.label).tolist()) for cid, c in cases.items()}
+    ids = set().union(*used.values())
+    # A black/white mask image stores the foreground as 255: read as a class id, it would
+    # give a 256-class model. Exactly {0, 255} over the whole dataset means binary, unless
+    # classes.txt really names 256 classes.
+    if ids == {0, 255} and (class_names is None or len(class_names) <= 255):
+        for c in cases.values():
+            c.label = (c.label > 0).astype(np.uint8)
+        used = {cid: {min(v, 1) for v in u} for cid, u in used.items()}
+        ids = {0, 1}
+    top = max(ids)
+    where = masks[next(cid for cid, u in used.items() if top in u)]
+    if class_names is not None:
+        if top >= len(class_names):
+            raise ValueError(f"folder: {names_file} names {len(class_names)} classes but masks use class ids "
+                             f"up to {top}")
+        return len(class_names)
+    # Ids with gaps (say 0, 1, 200) are most likely not class ids at all; a model with 201
+    # outputs, 198 of them never trained, is not what anyone meant.
+    unused = sorted(set(range(1, top + 1)) - ids)
+    if unused:
+        raise S.DataError(
+            f"folder: the masks use class ids {', '.join(map(str, sorted(ids)[:8]))}{', ...' if len(ids) > 8 else ''}"
+            f" with gaps ({len(unused)} unused id(s) below {top}, which {where} holds); renumber the classes "
+            f"0, 1, 2, ... or name all {top + 1} classes in {names_file} (one per line, background first)")
+    return max(2, top + 1)
+
+
 def _resized(case: Case, size: int) -> tuple[np.ndarray, np.ndarray]:
     _, _, h, w = case.image.shape
     images = zoom(case.image, (1, 1, size / h, size / w), order=1) if (h, w) != (size, size) else case.image
@@ -144,15 +178,11 @@ def load_folder(cfg, seed: int) -> SegData:
     channels = {c.image.shape[1] for c in cases.values()}
     if len(channels) > 1:
         raise ValueError(f"folder: images mix {sorted(channels)} channels; convert them all to grayscale or all to RGB")
-    num_classes = max(2, 1 + max(int(c.label.max()) for c in cases.values()))
     names_file = root / "classes.txt"
-    if names_file.exists():
-        class_names = [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()]
-        if len(class_names) < num_classes:
-            raise ValueError(f"folder: {names_file} names {len(class_names)} classes but masks use class ids "
-                             f"up to {num_classes - 1}")
-        num_classes = len(class_names)
-    else:
+    class_names = ([ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()]
+                   if names_file.exists() else None)
+    num_classes = _num_classes(cases, masks, class_names, names_file)
+    if class_names is None:
         class_names = ["background"] + [f"class {k}" for k in range(1, num_classes)]
     train_ids = sorted(split["labeled"] + split["unlabeled"])
     arrays = [_resized(cases[c], int(cfg.size)) for c in train_ids]
