@@ -171,3 +171,19 @@ def test_truncated_png_is_named_by_the_cli_not_blamed_on_the_run_folder(tmp_path
     err = capsys.readouterr().err.strip()
     assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert "images/case001.png cannot be read" in err and "run folder" not in err
+
+
+def test_nan_voxel_is_refused_with_file_and_count(tmp_path):
+    """Min-max scaling with one NaN made the whole volume zeros; now the file is named."""
+    import nibabel as nib
+
+    from crossmatch_lite.data import DataError
+
+    root = write_example_folder(tmp_path, n_cases=5, fmt="nifti")
+    path = root / "images" / "case002.nii.gz"
+    img = nib.load(str(path))
+    vol = np.asarray(img.dataobj).astype(np.float32)
+    vol[3, 4, 0], vol[5, 6, 1] = np.nan, np.inf
+    nib.save(nib.Nifti1Image(vol, img.affine), str(path))
+    with pytest.raises(DataError, match=r"images/case002\.nii\.gz holds 2 non-finite value\(s\)"):
+        _load(root)

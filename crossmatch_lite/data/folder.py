@@ -126,7 +126,12 @@ def _mask(label: np.ndarray, path: Path) -> np.ndarray:
 
 def _load_case(cid: str, image_path: Path, mask_path: Path) -> Case:
     image, spacing = _read(image_path, mask=False)
-    label = _mask(_read(mask_path, mask=True)[0], mask_path)
+    # Before the min-max scaling, where one NaN voxel would silently zero the whole volume.
+    S.require_finite(image, f"folder: image {image_path}", "replace them (e.g. with the background value) "
+                     "or remove the case")
+    raw_label = _read(mask_path, mask=True)[0]
+    S.require_finite(raw_label, f"folder: mask {mask_path}", "save it with class ids 0, 1, 2, ...")
+    label = _mask(raw_label, mask_path)
     if image.shape[0] != label.shape[0] or image.shape[2:] != label.shape[1:]:
         raise S.DataError(f"folder: image {image_path} is {_size(image.shape[2:], image.shape[0])} but its mask "
                           f"{mask_path} is {_size(label.shape[1:], label.shape[0])}; save the mask at the "
