@@ -193,9 +193,12 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
     if foreign:
         meta = {}
     failures = 0
+    # Progress is the .part growing past its largest size so far, not any bytes received:
+    # a server that ignores Range and drops the connection at the same offset each time
+    # sends bytes on every attempt but never gets further, and must count as failing.
+    largest = part.stat().st_size if part.exists() and not foreign else 0
     while True:
         offset = part.stat().st_size if part.exists() and not foreign else 0
-        received = 0
         try:
             opened = _open(url, offset, meta.get("validator"), timeout, register_hint)
         except _Transient as e:
@@ -221,7 +224,7 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
                 meta = {"url": url, "validator": opened.validator, "total": opened.total}
                 _write_meta(meta_path, meta)
                 foreign = False
-                received = _copy(opened, part, total, dest.name, progress, on_chunk)
+                _copy(opened, part, total, dest.name, progress, on_chunk)
             except (OSError, http.client.HTTPException) as e:
                 if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
                     raise DataDownloadError(
@@ -235,7 +238,9 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
                 reason = f"connection closed after {size} of {total} bytes"
             finally:
                 opened.stream.close()
-        failures = 0 if received else failures + 1
+        size = part.stat().st_size if part.exists() and not foreign else 0
+        failures = 0 if size > largest else failures + 1
+        largest = max(largest, size)
         if failures > retries:
             have = part.stat().st_size if part.exists() else 0
             raise DataDownloadError(
