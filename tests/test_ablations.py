@@ -339,3 +339,16 @@ def test_summary_names_the_failed_cells_and_why(tmp_path, capsys):
             "DataError: toy_acdc: data.labeled=9 asks for 9 labeled.")
     assert line in (tmp_path / "summary.md").read_text()
     assert line in capsys.readouterr().out
+
+
+def test_a_refused_runner_leaves_the_holders_pid_in_the_lock(tmp_path):
+    from ablations.runner import RunnerError, folder_lock
+
+    with folder_lock(tmp_path):
+        with pytest.raises(RunnerError, match="another runner") as e:
+            with folder_lock(tmp_path):
+                pass
+        assert (tmp_path / ".runner.lock").read_text() == f"{os.getpid()}\n"
+        assert f"(pid {os.getpid()})" in str(e.value)  # and the refusal names the holder
+    with folder_lock(tmp_path):  # free again: the next holder writes its own pid, once
+        assert (tmp_path / ".runner.lock").read_text() == f"{os.getpid()}\n"
