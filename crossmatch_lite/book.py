@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ from .notebook import project_root
 from .smoke import SMOKE_ENV
 
 TITLE = "crossmatch_lite: semi-supervised segmentation, step by step"
+# Sphinx colours its output even into a pipe; the codes are noise in a log and a message.
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def notebooks(root: Path) -> list[Path]:
@@ -86,14 +89,41 @@ def build(out: str | Path | None = None, smoke: bool = False) -> Path:
     cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; main()",
            "build", str(src), "--path-output", str(out), "--keep-going"]
     proc = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
+    log = ANSI.sub("", proc.stdout + proc.stderr)
     atomic_write_text(out / "build.log", log)
-    failed = [ln for ln in log.splitlines() if "Executing notebook failed" in ln]
+    failed = _failed_notebooks(log)
     index = out / "_build" / "html" / "index.html"
     if proc.returncode != 0 or failed or not index.exists():
-        raise RuntimeError(f"the book build failed (exit {proc.returncode}); see {out / 'build.log'}:\n"
-                           + "\n".join(failed or log.splitlines()[-15:]))
+        # With --keep-going jupyter-book exits 0 although a notebook failed: say which status
+        # it really had, and for each failed notebook its exception and its traceback file.
+        status = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
+                  else f"exit status {proc.returncode}")
+        head = (f"the book build failed: {len(failed)} notebook(s) failed to execute (jupyter-book {status}"
+                + (", as --keep-going renders the other pages" if proc.returncode == 0 else "") + ")"
+                if failed else f"the book build failed (jupyter-book {status})")
+        body = [ln for nb, exception, report in failed
+                for ln in [f"  {nb}: {exception or 'see the full log'}"] + ([f"    traceback: {report}"] if report else [])]
+        raise RuntimeError("\n".join([head, *(body or log.splitlines()[-15:]), f"full log: {out / 'build.log'}"]))
     return index
+
+
+def _failed_notebooks(log: str) -> list[tuple[str, str | None, str | None]]:
+    """(notebook, exception line, traceback file) of each notebook whose execution failed;
+    MyST-NB saves each traceback in a file and names it in the log."""
+    failed = re.findall(r"^(\S+\.ipynb): WARNING: Executing notebook failed", log, re.M)
+    saved = dict(re.findall(r"^(\S+\.ipynb): WARNING: Notebook exception traceback saved in: (.+?\.err\.log)",
+                            log, re.M))
+    return [(Path(nb).name, _last_line(Path(saved[nb])) if nb in saved else None, saved.get(nb))
+            for nb in dict.fromkeys(failed)]
+
+
+def _last_line(path: Path) -> str | None:
+    """The exception line of a saved traceback: its last non-empty line."""
+    try:
+        text = ANSI.sub("", path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,32 @@
+"""The book build reports a failing notebook by name, exception and traceback file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+import crossmatch_lite.book as book
+
+
+def _project_with_failing_notebook(root: Path) -> Path:
+    (root / "notebooks").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# Fails"),
+                nbformat.v4.new_code_cell("x = 1\nraise ValueError('the data folder is missing')")]
+    nbformat.write(nb, str(root / "notebooks" / "00_fails.ipynb"))
+    return root
+
+
+def test_failing_notebook_is_named_with_its_exception_and_log(tmp_path, monkeypatch, capsys):
+    root = _project_with_failing_notebook(tmp_path / "project")
+    monkeypatch.setattr(book, "project_root", lambda: root)
+    out = tmp_path / "book"
+    assert book.main(["build", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    report = out / "_build" / "html" / "reports" / "00_fails.err.log"
+    assert "\x1b" not in err and "\x1b" not in (out / "build.log").read_text()
+    assert "failed (exit 0)" not in err and "jupyter-book exit status 0" in err
+    assert "00_fails.ipynb: ValueError: the data folder is missing" in err
+    assert f"traceback: {report}" in err and report.is_file()
+    assert f"full log: {out / 'build.log'}" in err
