@@ -79,6 +79,13 @@ def build(out: str | Path | None = None, smoke: bool = False) -> Path:
         raise RuntimeError("the book is built from a checkout of the project (notebooks/ and configs/)")
     out = Path(out) if out else root / ("runs/smoke/book" if smoke else "runs/book")
     src = stage(out.resolve(), smoke)
+    # Sphinx re-reads only changed sources, so a notebook that failed last time would be left
+    # out of a rebuild's execution and the book reported fine: make it read (and run) again.
+    for report in (out / "_build" / "html" / "reports").glob("*.err.log"):
+        report.unlink()
+        copy = src / (report.name[: -len(".err.log")] + ".ipynb")
+        if copy.exists():
+            os.utime(copy)
     env = dict(os.environ)
     # Kernels import this checkout's package, whatever else is installed.
     env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])

@@ -30,3 +30,20 @@ def test_failing_notebook_is_named_with_its_exception_and_log(tmp_path, monkeypa
     assert "00_fails.ipynb: ValueError: the data folder is missing" in err
     assert f"traceback: {report}" in err and report.is_file()
     assert f"full log: {out / 'build.log'}" in err
+
+
+def test_a_rebuild_still_reports_the_failing_notebook(tmp_path, monkeypatch, capsys):
+    """Sphinx re-reads changed sources only: a failed, unchanged notebook must still count."""
+    root = _project_with_failing_notebook(tmp_path / "project")
+    monkeypatch.setattr(book, "project_root", lambda: root)
+    out = tmp_path / "book"
+    assert book.main(["build", "--out", str(out)]) == 1
+    capsys.readouterr()
+    assert book.main(["build", "--out", str(out)]) == 1
+    assert "00_fails.ipynb: ValueError: the data folder is missing" in capsys.readouterr().err
+    # Fixed, it builds, and no stale traceback file is left to point at.
+    nb = nbformat.read(str(root / "notebooks" / "00_fails.ipynb"), as_version=4)
+    nb.cells[1].source = "x = 1"
+    nbformat.write(nb, str(root / "notebooks" / "00_fails.ipynb"))
+    assert book.main(["build", "--out", str(out)]) == 0
+    assert not list((out / "_build" / "html" / "reports").glob("*.err.log"))
