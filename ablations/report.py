@@ -182,14 +182,31 @@ def _fmt(v, pct=True, sign=False) -> str:
     return f"{v:+.1f}" if sign else f"{v:.1f}"
 
 
-def summary_markdown(summ: pd.DataFrame, manifest: dict) -> str:
+def failed_cells_line(cells: list[dict]) -> str | None:
+    """One line naming the failed cells and why: the table leaves them out, and a grid whose
+    table looks complete must not hide that some of its cells never finished."""
+    failed = [c for c in cells if c["status"].get("state") == "failed"]
+    if not failed:
+        return None
+    named = []
+    for c in failed:
+        label = ", ".join(f"{k}={v}" for k, v in c["axes"].items())
+        reason = ((c["status"].get("error") or "").strip().splitlines() or ["no error recorded"])[0][:160]
+        named.append(f"`{c['id']}` ({label}): {reason}")
+    return (f"Left out of the table: {len(failed)} failed cell(s): " + "; ".join(named)
+            + ". `python -m ablations status` on this folder shows their logs; re-running the grid retries them.")
+
+
+def summary_markdown(summ: pd.DataFrame, manifest: dict, cells: list[dict] | None = None) -> str:
     variant, paired, setting = roles(manifest)
+    failed = failed_cells_line(cells or [])
+    tail = ["", failed] if failed else []
     lines = [f"# Grid `{manifest['name']}`: test Dice (%)", "",
              f"Mean ± std over `{paired}` (n per row); Δ = paired difference to the baseline "
              f"({', '.join(f'{k}={v}' for k, v in (manifest.get('baseline') or {}).items()) or 'none'}) "
              f"with its {int(CI_LEVEL * 100)} % t interval over {paired}s.", ""]
     if summ.empty:
-        return "\n".join(lines + ["No finished cells yet."]) + "\n"
+        return "\n".join(lines + ["No finished cells yet."] + tail) + "\n"
     classes = [c[:-5] for c in summ.columns if c.endswith("_mean") and c != "mean"]
     head = ["setting", variant, "n", "Dice", "Δ vs baseline", f"{int(CI_LEVEL * 100)} % CI", *classes]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -199,7 +216,7 @@ def summary_markdown(summ: pd.DataFrame, manifest: dict) -> str:
         cells = [r["setting"], str(r[variant]), str(r["n"]), f"{_fmt(r['mean'])} ± {_fmt(r['std'])}",
                  _fmt(r.get("diff", np.nan), sign=True), ci, *[_fmt(r[f"{c}_mean"]) for c in classes]]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tail) + "\n"
 
 
 # ---------------------------------------------------------------------------- figures
@@ -370,7 +387,7 @@ def render(out: str | Path, figures: bool = True) -> dict:
     atomic_write_text(out / "cells.csv", cells_table(cells, names).to_csv(index=False))
     summ = summary_table(results, manifest)
     atomic_write_text(out / "summary.csv", summ.to_csv(index=False))
-    md = summary_markdown(summ, manifest)
+    md = summary_markdown(summ, manifest, cells)  # printed to stdout by `run` and `report`
     atomic_write_text(out / "summary.md", md)
     made = []
     if figures and not results.empty:

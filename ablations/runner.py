@@ -121,13 +121,20 @@ def read_manifest(out: Path) -> dict:
 @contextlib.contextmanager
 def folder_lock(out: Path):
     out.mkdir(parents=True, exist_ok=True)
-    f = open(out / ".runner.lock", "w")
+    # "a+", not "w": opening with "w" truncates before the lock is tried, so a refused second
+    # runner would wipe the holder's pid. The file is emptied only once the lock is ours.
+    f = open(out / ".runner.lock", "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip()
         f.close()
-        raise RunnerError(f"another runner is working in {out}; wait for it or stop it first") from None
+        raise RunnerError(f"another runner{f' (pid {holder})' if holder else ''} is working in {out}; "
+                          "wait for it or stop it first") from None
     try:
+        f.seek(0)
+        f.truncate()
         f.write(f"{os.getpid()}\n")
         f.flush()
         yield

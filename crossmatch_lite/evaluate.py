@@ -22,6 +22,12 @@ label lacks) has no defined surface distance. Leaving it out flatters the model,
 each distance is reported twice: `hd95_mm` without those cases, and `hd95_mm_pen` with
 each of them scored as the image diagonal (the largest distance the image allows).
 `n_empty` counts them.
+
+A class absent from both the prediction and the label of a case has no Dice or Jaccard to
+speak of: that class/case pair is left out of every mean (NaN per case, `None` in the
+result), as MONAI's DiceMetric with ignore_empty=True leaves it out, instead of counting
+as a perfect 1. A class predicted where the label has none still scores 0. A mean over
+nothing (no case has the class) is `None`, like every other undefined mean here.
 """
 from __future__ import annotations
 
@@ -94,13 +100,16 @@ def case_scores(pred: np.ndarray, label: np.ndarray, num_classes: int,
         pred, label = pred[0], label[0]
         spacing = spacing[1:] if spacing is not None else None
     p, y = _one_hot(pred, num_classes), _one_hot(label, num_classes)
-    scores = {
-        "dice": compute_dice(p, y, include_background=False, ignore_empty=False)[0].numpy(),
-        "jaccard": compute_iou(p, y, include_background=False, ignore_empty=False)[0].numpy(),
-    }
+    has_pred = p[0, 1:].flatten(1).any(dim=1).numpy()
+    has_label = y[0, 1:].flatten(1).any(dim=1).numpy()
+    # MONAI scores a class absent from both sides as 1 (ignore_empty=False); that perfect
+    # score would lift every mean it enters, so it becomes NaN and drops out of the means
+    # (ignore_empty=True does the same, but would also drop a false alarm, which stays 0).
+    neither = ~has_pred & ~has_label
+    dice = compute_dice(p, y, include_background=False, ignore_empty=False)[0].numpy()
+    jaccard = compute_iou(p, y, include_background=False, ignore_empty=False)[0].numpy()
+    scores = {"dice": np.where(neither, np.nan, dice), "jaccard": np.where(neither, np.nan, jaccard)}
     if distances:
-        has_pred = p[0, 1:].flatten(1).any(dim=1).numpy()
-        has_label = y[0, 1:].flatten(1).any(dim=1).numpy()
         undefined = has_pred != has_label  # exactly one side empty: a miss or a false alarm
         scores["empty"] = undefined.astype(np.float64)
         with warnings.catch_warnings():

@@ -18,11 +18,26 @@ MIRROR_HELP = ("replace the public host: an http(s) base URL, a file:// URL or a
                "holding the same files")
 
 
+def _at_least_zero(kind: type):
+    """An argparse type: a negative --retries would give up before the first attempt and a
+    negative --backoff crashes in sleep() after the first failure, so both are refused here."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, "
+                                             f"got {text!r}") from None
+        if not (0 <= value < float("inf")):
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+        return value
+    return parse
+
+
 def _common(p: argparse.ArgumentParser, mirror_help: str = MIRROR_HELP) -> None:
     p.add_argument("--mirror", metavar="URL", help=mirror_help)
-    p.add_argument("--retries", type=int, default=5,
+    p.add_argument("--retries", type=_at_least_zero(int), default=5,
                    help="attempts without progress before a download gives up (default 5)")
-    p.add_argument("--backoff", type=float, default=1.0,
+    p.add_argument("--backoff", type=_at_least_zero(float), default=1.0,
                    help="first retry delay in seconds, doubled on each failure (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

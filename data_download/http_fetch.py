@@ -193,9 +193,12 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
     if foreign:
         meta = {}
     failures = 0
+    # Progress is the .part growing past its largest size so far, not any bytes received:
+    # a server that ignores Range and drops the connection at the same offset each time
+    # sends bytes on every attempt but never gets further, and must count as failing.
+    largest = part.stat().st_size if part.exists() and not foreign else 0
     while True:
         offset = part.stat().st_size if part.exists() and not foreign else 0
-        received = 0
         try:
             opened = _open(url, offset, meta.get("validator"), timeout, register_hint)
         except _Transient as e:
@@ -206,6 +209,10 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
             try:
                 total = opened.total if opened.total is not None else expected_size
                 if expected_size is not None and opened.total is not None and opened.total != expected_size:
+                    # A login or error page answered with 200 has another size than the file:
+                    # say that it is a page, not that the file has the wrong size.
+                    if opened.start == 0 and _is_html(opened.stream.read(512)):
+                        raise _html_page(url, dest, register_hint)
                     raise DataDownloadError(
                         f"{dest.name}: size mismatch: expected {expected_size} bytes, the server "
                         f"announces {opened.total} ({url}). The mirror may hold another version."
@@ -221,7 +228,7 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
                 meta = {"url": url, "validator": opened.validator, "total": opened.total}
                 _write_meta(meta_path, meta)
                 foreign = False
-                received = _copy(opened, part, total, dest.name, progress, on_chunk)
+                _copy(opened, part, total, dest.name, progress, on_chunk)
             except (OSError, http.client.HTTPException) as e:
                 if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
                     raise DataDownloadError(
@@ -235,7 +242,9 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
                 reason = f"connection closed after {size} of {total} bytes"
             finally:
                 opened.stream.close()
-        failures = 0 if received else failures + 1
+        size = part.stat().st_size if part.exists() and not foreign else 0
+        failures = 0 if size > largest else failures + 1
+        largest = max(largest, size)
         if failures > retries:
             have = part.stat().st_size if part.exists() else 0
             raise DataDownloadError(
@@ -247,9 +256,10 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
         log(f"{url}: {reason}; retrying in {delay:.1f}s")
         sleep(delay)
 
+    # Before the size check: a page where a known size was expected is a page, not a mismatch.
+    _refuse_html(part, dest, url, register_hint, expected_size)
     _verify(part, expected_size if expected_size is not None else meta.get("total"), sha256,
             dest.name, url, delete=True)
-    _refuse_html(part, dest, url, register_hint)
     os.replace(part, dest)
     meta_path.unlink(missing_ok=True)
     return dest
@@ -303,23 +313,34 @@ HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<!--", b"<?xml")
 BINARY_SUFFIXES = (".zip", ".h5", ".gz", ".nii", ".tar", ".npy")
 
 
+def _is_html(head: bytes) -> bool:
+    return head.lstrip().lower().startswith(HTML_STARTS)
+
+
 def looks_like_html(path: Path) -> bool:
     with open(path, "rb") as f:
-        head = f.read(512).lstrip().lower()
-    return head.startswith(HTML_STARTS)
+        return _is_html(f.read(512))
 
 
-def _refuse_html(part: Path, dest: Path, url: str, register_hint: str | None) -> None:
-    """A login or error page served with status 200 in place of a binary file."""
-    if not dest.name.lower().endswith(BINARY_SUFFIXES) or not looks_like_html(part):
-        return
-    part.unlink(missing_ok=True)
-    part.with_name(dest.name + ".part.json").unlink(missing_ok=True)
-    raise AccessDenied(
+def _html_page(url: str, dest: Path, register_hint: str | None) -> AccessDenied:
+    return AccessDenied(
         f"{url} answered with an HTML page (probably a login, consent or error page), not "
         f"{dest.name}; nothing was kept. "
         + (register_hint or "Check that the URL serves the file itself and that you may download it.")
     )
+
+
+def _refuse_html(part: Path, dest: Path, url: str, register_hint: str | None,
+                 expected_size: int | None = None) -> None:
+    """A login or error page served with status 200 in place of a binary file, or of any
+    file whose size is known and not met (a text file may start like HTML, a page may not)."""
+    expected = dest.name.lower().endswith(BINARY_SUFFIXES) or (
+        expected_size is not None and part.stat().st_size != expected_size)
+    if not expected or not looks_like_html(part):
+        return
+    part.unlink(missing_ok=True)
+    part.with_name(dest.name + ".part.json").unlink(missing_ok=True)
+    raise _html_page(url, dest, register_hint)
 
 
 def _read_meta(path: Path) -> dict:

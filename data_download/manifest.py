@@ -42,6 +42,15 @@ class Entry:
     size: int
     sha256: str
 
+    def __post_init__(self):
+        # Each entry becomes a file below --dest: an absolute path or a '..' would write
+        # (and fetch) outside it, whatever manifest or mirror it came from.
+        parts = self.path.replace("\\", "/").split("/")
+        if not self.path or self.path.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts:
+            raise DataDownloadError(f"manifest entry {self.path!r} is an absolute path or climbs out with '..'; "
+                                    "refused, since every file must land below --dest. Use a shipped manifest "
+                                    "or fix the entry.")
+
 
 def load(path: Path = MANIFEST) -> list[Entry]:
     with open(path, newline="", encoding="utf-8") as f:

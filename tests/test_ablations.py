@@ -316,3 +316,39 @@ def test_la_grid_runs_at_smoke_size_on_toy_la(tmp_path):
     assert (out / "figures" / "qualitative.png").exists()  # predicted and drawn as 3D slices
     for cell in (out / "cells").iterdir():
         assert yaml.safe_load((cell / "config.yaml").read_text())["data"]["name"] == "toy_la"
+
+
+def test_summary_names_the_failed_cells_and_why(tmp_path, capsys):
+    """A failed cell is not in the table; summary.md (and the report on stdout) say so."""
+    from ablations.cli import main
+    from ablations.runner import write_manifest
+
+    grid = expand(tiny_spec({"supervised": SUPERVISED, "crossmatch": {}}, seeds=(0, 1)))
+    write_manifest(tmp_path, grid, [], "stand-in", False)
+    prepare_cells(tmp_path, grid, threads=1)
+    dice = {"RV": 0.5, "Myo": 0.5, "LV": 0.5, "mean": 0.5}
+    for c in grid.cells[:3]:
+        cdir = tmp_path / "cells" / c.id
+        write_status(cdir, state="done")
+        (cdir / "summary.json").write_text(json.dumps({"test": {"dice": dice}, "val": {"dice": dice}}))
+    broken = grid.cells[3]
+    write_status(tmp_path / "cells" / broken.id, state="failed",
+                 error="DataError: toy_acdc: data.labeled=9 asks for 9 labeled\n\nTraceback ...")
+    assert main(["report", str(tmp_path)]) == 0
+    line = (f"1 failed cell(s): `{broken.id}` (variant=crossmatch, seed=1): "
+            "DataError: toy_acdc: data.labeled=9 asks for 9 labeled.")
+    assert line in (tmp_path / "summary.md").read_text()
+    assert line in capsys.readouterr().out
+
+
+def test_a_refused_runner_leaves_the_holders_pid_in_the_lock(tmp_path):
+    from ablations.runner import RunnerError, folder_lock
+
+    with folder_lock(tmp_path):
+        with pytest.raises(RunnerError, match="another runner") as e:
+            with folder_lock(tmp_path):
+                pass
+        assert (tmp_path / ".runner.lock").read_text() == f"{os.getpid()}\n"
+        assert f"(pid {os.getpid()})" in str(e.value)  # and the refusal names the holder
+    with folder_lock(tmp_path):  # free again: the next holder writes its own pid, once
+        assert (tmp_path / ".runner.lock").read_text() == f"{os.getpid()}\n"

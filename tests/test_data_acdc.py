@@ -161,3 +161,18 @@ def test_real_sample_partial_data(real_sample):
             np.testing.assert_array_equal(f["image"][0], s["image"][()])
     assert len(d.unlabeled_idx) == 0 and d.train_images.shape == (len(d.labeled_idx), 1, 64, 64)
     assert d.train_labels[:n01].max() == 3
+
+
+def test_nan_in_a_volume_is_refused_with_file_and_count(fake_acdc):
+    """Test volumes are read for evaluation only: a NaN there was scored without a word."""
+    from crossmatch_lite.data import DataError
+
+    path = fake_acdc / "data" / "patient001_frame02.h5"
+    with h5py.File(path, "r+") as f:
+        image = f["image"][()]
+        image[0, :2, :3] = np.nan
+        f["image"][...] = image
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DataError, match=r"patient001_frame02\.h5: image holds 6 non-finite value\(s\).*data_download"):
+            load_data(cfg(fake_acdc), seed=0)

@@ -236,3 +236,20 @@ def test_large_download_streams_in_constant_memory(tmp_path):
         server.close()
     assert (tmp_path / "big.bin").stat().st_size == 48 << 20
     assert peak < 8 << 20, f"peak Python allocation {peak} bytes for a 48 MiB download"
+
+
+def test_rangeless_server_dropping_at_the_same_offset_gives_up_after_retries(server, tmp_path, monkeypatch):
+    """Bytes that only fill the .part up to where it already was are no progress: without
+    this, every attempt reset the failure count and --retries 1 restarted forever."""
+    server.mode, server.drop_after = "norange", 64 * 1024
+    waits = []
+
+    def bounded_sleep(s):  # a loop that never gives up fails here instead of hanging
+        waits.append(s)
+        assert len(waits) < 20, "still retrying after 20 attempts"
+
+    monkeypatch.setattr(http_fetch, "sleep", bounded_sleep)
+    with pytest.raises(DataDownloadError, match="gave up after 2 attempts without progress"):
+        get(server, tmp_path / "blob.bin", retries=1, sha256=SHA)
+    assert len(server.log) == 3  # the first attempt got 64 KiB; the next two got no further
+    assert (tmp_path / "blob.bin.part").stat().st_size == 64 * 1024

@@ -95,3 +95,15 @@ def test_cache_works_for_isic_too(root):
     b = load_data(cfg(root, cache=True), seed=0)
     assert isinstance(b.train_images, np.memmap)
     np.testing.assert_array_equal(a.train_images, b.train_images)
+
+
+def test_nan_in_a_float_image_is_refused_with_file_and_count(root):
+    from crossmatch_lite.data import DataError
+
+    with h5py.File(root / "test.h5", "r+") as f:
+        images = f["images"][()].astype(np.float32)
+        images[2, 0, :4] = np.nan
+        del f["images"]
+        f["images"] = images
+    with pytest.raises(DataError, match=r"test\.h5: image ISIC_0000015 holds 12 non-finite value\(s\)"):
+        load_data(cfg(root), seed=0)

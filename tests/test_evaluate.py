@@ -79,3 +79,27 @@ def test_isotropic_mm_distances_equal_monais_own():
     asd = compute_average_surface_distance(p, y, include_background=False, symmetric=True, spacing=sp)[0].numpy()
     assert s["hd95_mm"] == pytest.approx(hd, rel=1e-6) and s["asd_mm"] == pytest.approx(asd, rel=1e-6)
     assert s["hd95_mm"] != pytest.approx(s["hd95_vox"])  # scaled, not copied
+
+
+def test_class_absent_from_both_is_left_out_of_the_dice_mean():
+    """A class neither predicted nor labelled in a case is no perfect score: that pair is left
+    out of the means (as MONAI's ignore_empty=True does); a false alarm still scores 0."""
+    label = np.zeros((1, 16, 16), np.uint8)
+    label[0, 2:6, 2:6] = 1
+    label[0, 8:12, 8:16] = 2
+    pred = label.copy()
+    pred[0, 8:12, 12:16] = 0  # class 2 half found: Dice 2/3
+    only_a = np.where(label == 2, 0, label).astype(np.uint8)  # class 2 in neither
+    s = case_scores(only_a, only_a, 3, spacing=None, distances=False)
+    assert s["dice"][0] == pytest.approx(1.0) and np.isnan(s["dice"][1]) and np.isnan(s["jaccard"][1])
+    summary = summarise([{"scores": case_scores(pred, label, 3, None, distances=False)}, {"scores": s}],
+                        ["bg", "a", "b"])
+    assert summary["dice"]["b"] == pytest.approx(2 / 3)  # not (2/3 + 1) / 2
+    assert summary["dice"]["mean"] == pytest.approx((1 + 2 / 3) / 2)
+    false_alarm = case_scores(label, only_a, 3, spacing=None, distances=False)
+    assert false_alarm["dice"][1] == 0.0
+    # A class no case has: its mean is over nothing, None like every other undefined mean.
+    empty = summarise([{"scores": s}], ["bg", "a", "b"])
+    assert empty["dice"]["b"] is None and empty["dice"]["mean"] == pytest.approx(1.0)
+    nothing = summarise([{"scores": case_scores(0 * label, 0 * label, 3, None, distances=False)}], ["bg", "a", "b"])
+    assert nothing["dice"] == {"a": None, "b": None, "mean": None}

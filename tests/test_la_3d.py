@@ -264,3 +264,18 @@ def test_la_split_holds_out_val_from_training_scans_never_from_test():
     assert not set(split["val"]) & (set(read("train_16_label.list")) | set(read("test.list")))
     assert len(split["unlabeled"]) == 80 - 8 - 8
     assert la_split(LA_ROOT, 16, 8, seed=5)["val"] == split["val"]  # the same val for every count and seed
+
+
+def test_nan_in_an_la_volume_is_refused_with_file_and_count(tmp_path):
+    import h5py
+
+    from crossmatch_lite.data import DataError
+    from crossmatch_lite.data.la import read_case
+
+    (tmp_path / "A1").mkdir()
+    image = np.zeros((8, 6, 4), np.float32)
+    image[1, 2, 3] = np.nan
+    with h5py.File(tmp_path / "A1" / "mri_norm2.h5", "w") as f:
+        f["image"], f["label"] = image, np.zeros((8, 6, 4), np.uint8)
+    with pytest.raises(DataError, match=r"A1/mri_norm2\.h5: image holds 1 non-finite value\(s\)"):
+        read_case(tmp_path, "A1")

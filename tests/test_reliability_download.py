@@ -148,3 +148,42 @@ def test_read_only_dest_is_refused_even_as_root(tmp_path, monkeypatch, capsys):
     code = main(["isic2018", "--dest", str(tmp_path / "ISIC"), "--mirror", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and "cannot write to --dest" in err
+
+
+@pytest.mark.parametrize("option, value", [("--backoff", "-1"), ("--retries", "-1"), ("--backoff", "inf")])
+def test_negative_retries_or_backoff_are_refused_when_parsing(tmp_path, capsys, option, value):
+    empty = tmp_path / "mirror"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as e:
+        main(["la", "--dest", str(tmp_path / "LA"), "--mirror", str(empty), "--quiet", option, value])
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if "error:" in ln]
+    assert e.value.code == 2 and "Traceback" not in err and len(errors) == 1, err
+    assert f"argument {option}: must be 0 or more, got {value}" in errors[0]
+    assert not (tmp_path / "LA").exists()
+
+
+@pytest.mark.parametrize("path", [f"{sources.LA_SET_DIR}../../escaped.list", "/tmp/escaped.list"])
+def test_manifest_entry_outside_dest_is_refused(tmp_path, path):
+    from data_download import la, manifest
+
+    mirror = tmp_path / "www" / "m"
+    (mirror / sources.LA_SET_DIR).mkdir(parents=True)
+    (tmp_path / "www" / "escaped.list").write_text("A1\n")  # what the '..' entry would fetch
+    tsv = tmp_path / "bad.tsv"
+    sha = __import__("hashlib").sha256(b"A1\n").hexdigest()  # right, so only the path can stop it
+    tsv.write_text(f"path\tbytes\tsha256\n{path}\t3\t{sha}\n")
+    dest = tmp_path / "out" / "LA"
+    with pytest.raises(DataDownloadError, match="absolute path or climbs out with '..'"):
+        la.run(la.Options(dest=dest, mirror=str(mirror), progress=False, log=lambda m: None), manifest.load(tsv))
+    assert not (tmp_path / "escaped.list").exists() and not list(tmp_path.rglob("escaped.list.part*"))
+
+
+@pytest.mark.parametrize("name", ["mri_norm2.h5", "train.list"])
+def test_html_page_where_the_manifest_names_a_size_is_named_as_a_page(www, tmp_path, name):
+    root, server = www
+    (root / name).write_text("<!DOCTYPE html><html><body>Sign in to continue</body></html>")
+    with pytest.raises(AccessDenied) as e:
+        http_fetch.fetch(server.url + name, tmp_path / name, expected_size=300_000, sha256="0" * 64, **quiet())
+    assert "HTML page" in str(e.value) and "size mismatch" not in str(e.value)
+    assert not list(tmp_path.glob(name + "*"))

@@ -107,6 +107,10 @@ def read_volume(path: Path) -> tuple[np.ndarray, np.ndarray, tuple | None]:
     if image.ndim != 3 or image.shape != label.shape:
         raise S.DataError(f"{path}: expected image and label of one (z, y, x) shape, "
                           f"got {image.shape} and {label.shape}")
+    # A NaN would be trained on and scored without a word; the converter never writes one.
+    redo = f"the file is damaged: delete it and re-run `{download_hint(path.parent.parent)}`"
+    S.require_finite(image, f"{path}: image", redo)
+    S.require_finite(label, f"{path}: label", redo)
     if label.max(initial=0) >= len(CLASS_NAMES):
         raise S.DataError(f"{path}: label has class {label.max()}, ACDC has {len(CLASS_NAMES)} classes")
     return image, label.astype(np.uint8), spacing

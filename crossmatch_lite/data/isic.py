@@ -60,6 +60,10 @@ class IsicFiles:
                 except (OSError, KeyError, ValueError) as e:
                     raise self._unreadable(self.paths[part], e) from None
             for (_, i), im, m in zip(rows, imgs, masks):
+                # The converter writes uint8; a float file from elsewhere may hold NaN, which
+                # would be trained on and scored without a word.
+                S.require_finite(im, f"{self.paths[part]}: image {i}", "re-create the file with: "
+                                 f"{download_hint(self.root)}")
                 out[i] = (i, im, (m > 0).astype(np.uint8))  # tolerate {0, 255} masks
         return [out[i] for i in ids]
 

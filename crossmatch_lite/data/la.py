@@ -47,6 +47,9 @@ def read_case(root: Path, cid: str) -> Case:
         raise S.DataError(f"{path} is missing; re-run python -m data_download la --dest {root} to fetch it")
     with h5py.File(path, "r") as f:
         image, label = f["image"][:].astype(np.float32), f["label"][:].astype(np.uint8)
+    # A NaN would be trained on and scored without a word; the published volumes hold none.
+    S.require_finite(image, f"{path}: image", f"the file is damaged: delete it and re-run "
+                     f"python -m data_download la --dest {root}")
     return Case(cid, image[None], label, SPACING)
 
 

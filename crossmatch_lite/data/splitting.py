@@ -20,6 +20,16 @@ LISTS = ("labeled", "unlabeled", "val", "test")
 class DataError(ValueError):
     """Data or a split that cannot be used as asked; the message says what to change."""
 
+
+def require_finite(values: np.ndarray, source: str, fix: str) -> None:
+    """Refuse NaN/inf in data read from a file: one such value turns a min-max scaled volume
+    into zeros or NaN, and is trained on or scored without a word otherwise."""
+    if not np.issubdtype(values.dtype, np.inexact):
+        return  # integer data cannot hold them
+    bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise DataError(f"{source} holds {bad} non-finite value(s) (NaN or inf) among {values.size}; {fix}")
+
 _PACKAGE_SPLITS = Path(__file__).with_name("splits")
 
 

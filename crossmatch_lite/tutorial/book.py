@@ -24,6 +24,8 @@ from .notebook import project_root
 from .smoke import SMOKE_ENV
 
 TITLE = "crossmatch_lite: semi-supervised segmentation, step by step"
+# Sphinx colours its output even into a pipe; the codes are noise in a log and a message.
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 # The guide's reading order; docs pages not named here follow in alphabetical order.
@@ -93,7 +95,7 @@ def stage(out: Path, smoke: bool) -> Path:
     atomic_write_text(src / "intro.md", _intro(root, names))
     atomic_write_text(src / "_toc.yml", "format: jb-book\nroot: intro\nparts:\n"
                       + "  - caption: Tutorials\n    chapters:\n" + "".join(f"      - file: {n}\n" for n in names)
-                      + "  - caption: Guide\n    chapters:\n"
+                      + ("  - caption: Guide\n    chapters:\n" if guide else "")  # an empty part is invalid
                       + "".join(f"      - file: {f}\n" + (f"        title: \"{t}\"\n" if t else "") for f, t in guide))
     atomic_write_text(src / "_config.yml", f"""title: "{TITLE}{' (smoke build)' if smoke else ''}"
 author: crossmatch_lite
@@ -120,6 +122,13 @@ def build(out: str | Path | None = None, smoke: bool = False) -> Path:
         raise RuntimeError("the book is built from a checkout of the project (notebooks/ and configs/)")
     out = Path(out) if out else root / ("runs/smoke/book" if smoke else "runs/book")
     src = stage(out.resolve(), smoke)
+    # Sphinx re-reads only changed sources, so a notebook that failed last time would be left
+    # out of a rebuild's execution and the book reported fine: make it read (and run) again.
+    for report in (out / "_build" / "html" / "reports").glob("*.err.log"):
+        report.unlink()
+        copy = src / (report.name[: -len(".err.log")] + ".ipynb")
+        if copy.exists():
+            os.utime(copy)
     env = dict(os.environ)
     # Kernels import this checkout's package, whatever else is installed.
     env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -130,14 +139,41 @@ def build(out: str | Path | None = None, smoke: bool = False) -> Path:
     cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; main()",
            "build", str(src), "--path-output", str(out), "--keep-going"]
     proc = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
+    log = ANSI.sub("", proc.stdout + proc.stderr)
     atomic_write_text(out / "build.log", log)
-    failed = [ln for ln in log.splitlines() if "Executing notebook failed" in ln]
+    failed = _failed_notebooks(log)
     index = out / "_build" / "html" / "index.html"
     if proc.returncode != 0 or failed or not index.exists():
-        raise RuntimeError(f"the book build failed (exit {proc.returncode}); see {out / 'build.log'}:\n"
-                           + "\n".join(failed or log.splitlines()[-15:]))
+        # With --keep-going jupyter-book exits 0 although a notebook failed: say which status
+        # it really had, and for each failed notebook its exception and its traceback file.
+        status = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
+                  else f"exit status {proc.returncode}")
+        head = (f"the book build failed: {len(failed)} notebook(s) failed to execute (jupyter-book {status}"
+                + (", as --keep-going renders the other pages" if proc.returncode == 0 else "") + ")"
+                if failed else f"the book build failed (jupyter-book {status})")
+        body = [ln for nb, exception, report in failed
+                for ln in [f"  {nb}: {exception or 'see the full log'}"] + ([f"    traceback: {report}"] if report else [])]
+        raise RuntimeError("\n".join([head, *(body or log.splitlines()[-15:]), f"full log: {out / 'build.log'}"]))
     return index
+
+
+def _failed_notebooks(log: str) -> list[tuple[str, str | None, str | None]]:
+    """(notebook, exception line, traceback file) of each notebook whose execution failed;
+    MyST-NB saves each traceback in a file and names it in the log."""
+    failed = re.findall(r"^(\S+\.ipynb): WARNING: Executing notebook failed", log, re.M)
+    saved = dict(re.findall(r"^(\S+\.ipynb): WARNING: Notebook exception traceback saved in: (.+?\.err\.log)",
+                            log, re.M))
+    return [(Path(nb).name, _last_line(Path(saved[nb])) if nb in saved else None, saved.get(nb))
+            for nb in dict.fromkeys(failed)]
+
+
+def _last_line(path: Path) -> str | None:
+    """The exception line of a saved traceback: its last non-empty line."""
+    try:
+        text = ANSI.sub("", path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), None)
 
 
 def main(argv: list[str] | None = None) -> int:
