@@ -1,8 +1,14 @@
-"""Seconds per CrossMatch iteration: ours (`Trainer.train_step`) against the official loop.
+"""Seconds per CrossMatch iteration: ours (`Trainer.train_step`) against a per-sample baseline.
 
     python -m benchmarks.bench_step --batch 4 --size 128 --repeats 5
     python -m benchmarks.bench_step --batch 12 --size 256 --repeats 2
     python -m benchmarks.bench_step --batch 4 --size 128 --compare-threads   # 1 thread vs one per core
+
+The baseline, results key "official", is benchmarks/official_loop.py: a re-creation of the
+official ACDC loop (per-sample HDF5 / scipy / PIL on the CPU, five network calls), written
+from a description of the official code. It is not the official code, so the ratio is to
+that re-creation, not to the official implementation (benchmarks/official_la_speed.py
+times the unmodified official LA script).
 
 Both run in this process on the same data, with the same thread settings; their timed
 iterations are interleaved (ours, official, official, ours, ...) so that changing machine
@@ -184,10 +190,9 @@ def make_config(args, device: torch.device):
 class Runner:
     """One loop under test: a name, a step function and its measurements."""
 
-    def __init__(self, name, step, device, images_per_it, prepare=None, count_flops=True):
+    def __init__(self, name, step, device, images_per_it, count_flops=True):
         self.name, self.step, self.device = name, step, device
         self.images_per_it = images_per_it
-        self.prepare = prepare  # official only: its CPU data part, timed separately
         # FlopCounterMode around a torch.compile'd first call would count (or break) the
         # compilation instead of the step; compiled runners take the count of their eager twin.
         self.count_flops = count_flops
@@ -248,7 +253,7 @@ class Runner:
         return out
 
 
-def build_runners(args, device, cfg, data, tmp, threads_variants=None):
+def build_runners(args, device, cfg, data, tmp):
     """ours (and official unless --only-ours), sharing data and initial weights."""
     trainer = Trainer(cfg, tmp, data=data)
     b = cfg.train.batch_size
@@ -267,7 +272,7 @@ def build_runners(args, device, cfg, data, tmp, threads_variants=None):
         model.load_state_dict({k: v.float() for k, v in trainer.model.state_dict().items()})
         off = OfficialLoop(cfg, data, device, slices_dir=Path(args.root) / "data" / "slices",
                            seed=cfg.train.seed, model=model)
-        official = Runner("official", None, device, images, prepare=off)
+        official = Runner("official", None, device, images)
 
         def official_step():
             t0 = time.perf_counter()
@@ -276,13 +281,17 @@ def build_runners(args, device, cfg, data, tmp, threads_variants=None):
             return off.step(batch)
         official.step = official_step
         runners.append(official)
-        print(f"  official loop reads {off.source}", file=sys.stderr)
+        print(f"  re-created official loop reads {off.source}", file=sys.stderr)
     return trainer, runners
 
 
+# What the loop named "official" is; every results file says so next to its numbers.
+OFFICIAL_NOTE = ("benchmarks/official_loop.py: a re-creation of the official ACDC loop from a description "
+                 "of the official code, not the official code; speed-ups are relative to this re-creation")
 # How the per-loop figures are obtained; copied into every results file.
 MEASUREMENT = {
     "cuda": {
+        "official": OFFICIAL_NOTE,
         "s_per_it": "wall clock of one train step between torch.cuda.synchronize calls",
         "peak_mem": "torch.cuda.max_memory_allocated over one step (reset before it)",
         "gpu_idle_share": "1 - (union of CUDA kernel intervals from torch.profiler) / wall time of "
@@ -293,6 +302,7 @@ MEASUREMENT = {
                            "has nothing queued meanwhile",
     },
     "cpu": {
+        "official": OFFICIAL_NOTE,
         "s_per_it": "wall clock of one train step",
         "peak_mem": "growth of the resident set during a step, sampled every 10 ms",
         "gpu_idle_share": "not applicable",
@@ -320,7 +330,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=5, help="timed iterations of each loop after the warm-up")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--data", default="acdc", help="acdc (real slices) or toy_acdc")
-    ap.add_argument("--root", default="/work/data/ACDC")
+    ap.add_argument("--root", default="data/ACDC",
+                    help="prepared ACDC (python -m data_download acdc --dest data/ACDC); default %(default)s")
     ap.add_argument("--threads", type=int, default=0, help="train.threads (0: one per core)")
     ap.add_argument("--compile", action="store_true", help="torch.compile our model (CUDA)")
     ap.add_argument("--only-ours", action="store_true")
@@ -339,9 +350,81 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def time_threads(args, device, data, tmp) -> dict:
+    """--compare-threads: ours with 1 thread against one per core, interleaved."""
+    runners = []
+    for n in (1, 0):
+        c = make_config(argparse.Namespace(**{**vars(args), "threads": n}), device)
+        trainer = Trainer(c, tmp, data=data)
+        label = f"threads={n}" + (f" ({torch.get_num_threads()})" if n == 0 else "")
+
+        def step(trainer=trainer, n=n):
+            configure_threads(n)  # the setting is process-wide: re-apply before each step
+            trainer.train_step()
+        runners.append(Runner(label, step, device, args.batch * 3))
+    for r in runners:
+        r.step()  # warm-up
+    interleaved(runners, args.repeats)
+    configure_threads(0)
+    threads = {r.name: r.summary() for r in runners}
+    threads["speedup_one_per_core_vs_1"] = round(statistics.median(pair_ratios(runners[1], runners[0])), 3)
+    return {"threads": threads, "interop_threads": torch.get_num_interop_threads()}
+
+
+def time_loops(args, device, cfg, data, tmp) -> dict:
+    """Ours, its --variant configurations and (unless --only-ours) the re-created official loop."""
+    _, runners = build_runners(args, device, cfg, data, tmp)
+    result = {"threads_used": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+              "train_flags": {"amp": cfg.train.amp, "channels_last": cfg.train.channels_last,
+                              "compile": cfg.train.compile}}
+    for r in runners:
+        if args.no_flops:
+            r.step()
+        else:
+            r.warmup_and_count()
+        for _ in range(args.warmup):
+            r.step()
+        sync(device)
+    interleaved(runners, args.repeats)
+    result["loops"] = {r.name: r.summary() for r in runners}
+    result["measurement"] = MEASUREMENT[device.type]
+    for r in runners[1:]:
+        if r.name.startswith("ours["):
+            result["loops"][r.name]["speedup_vs_ours_default"] = round(
+                statistics.median(pair_ratios(r, runners[0])), 3)
+    if not args.only_ours:
+        ours, off = runners[0], runners[-1]
+        cpu_ratio = (round(statistics.median(off.cpu_times) / statistics.median(ours.cpu_times), 3)
+                     if ours.cpu_times and off.cpu_times else None)
+        result["speedup_official_over_ours"] = {
+            "ratio_of_cpu_seconds": cpu_ratio,
+            "ratio_of_medians": round(statistics.median(off.times) / statistics.median(ours.times), 3),
+            "median_of_pair_ratios": round(statistics.median(pair_ratios(ours, off)), 3),
+            "pair_ratios": [round(v, 3) for v in pair_ratios(ours, off)],
+        }
+    if device.type == "cuda":
+        for r in runners:
+            result["loops"][r.name]["gpu_idle_share"] = gpu_idle_share(r.step, device)
+    return result
+
+
+def add_ceiling(result: dict, args, device) -> None:
+    """The matmul rate, and each loop's achieved rate as a share of it."""
+    wall_rate, core_rate = sgemm_gflops(device) if not args.no_sgemm else (None, None)
+    result["sgemm_threads"] = torch.get_num_threads()
+    result["sgemm_2048_gflop_s"] = round(wall_rate, 1) if wall_rate else None
+    result["sgemm_2048_gflop_per_cpu_s"] = round(core_rate, 1) if core_rate else None
+    result["loadavg_after"] = loadavg()
+    for loop in result.get("loops", {}).values():
+        if loop.get("achieved_gflop_s") and result["sgemm_2048_gflop_s"]:
+            loop["share_of_sgemm"] = round(loop["achieved_gflop_s"] / result["sgemm_2048_gflop_s"], 3)
+        if loop.get("gflop_per_it") and loop.get("cpu_s_per_it_median") and result["sgemm_2048_gflop_per_cpu_s"]:
+            loop["gflop_per_cpu_s"] = round(loop["gflop_per_it"] / loop["cpu_s_per_it_median"], 1)
+            loop["share_of_sgemm_per_cpu_s"] = round(loop["gflop_per_cpu_s"] / result["sgemm_2048_gflop_per_cpu_s"], 3)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
-
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     if args.data != "acdc" or not (Path(args.root) / "data").is_dir():
@@ -354,86 +437,19 @@ def main(argv=None) -> dict:
     print(f"data {cfg.data.name} at {cfg.data.size}: {len(data.train_images)} training slices "
           f"({time.perf_counter() - t0:.1f} s to load)", file=sys.stderr)
     tmp = tempfile.mkdtemp(prefix="bench_step_")
-    load_start = loadavg()
-
     result = {
         "command": "python -m benchmarks.bench_step " + " ".join(sys.argv[1:] if argv is None else argv),
         "device": str(device),
         "batch": args.batch, "size": args.size, "repeats": args.repeats, "data": cfg.data.name,
         "hardware": hardware_info(device),
         "torch": torch.__version__,
-        "loadavg_before": load_start,
+        "loadavg_before": loadavg(),
     }
-
     if args.compare_threads:
-        variants = {}
-        runners = []
-        for n in (1, 0):
-            c = make_config(argparse.Namespace(**{**vars(args), "threads": n}), device)
-            trainer = Trainer(c, tmp, data=data)
-            label = f"threads={n}" + (f" ({torch.get_num_threads()})" if n == 0 else "")
-            variants[label] = n
-
-            def step(trainer=trainer, n=n):
-                configure_threads(n)  # the setting is process-wide: re-apply before each step
-                trainer.train_step()
-            runners.append(Runner(label, step, device, args.batch * 3))
-        for r in runners:
-            r.step()  # warm-up
-        interleaved(runners, args.repeats)
-        configure_threads(0)
-        result["threads"] = {r.name: r.summary() for r in runners}
-        result["threads"]["speedup_one_per_core_vs_1"] = round(
-            statistics.median(pair_ratios(runners[1], runners[0])), 3)
-        result["interop_threads"] = torch.get_num_interop_threads()
+        result.update(time_threads(args, device, data, tmp))
     else:
-        trainer, runners = build_runners(args, device, cfg, data, tmp)
-        result["threads_used"] = torch.get_num_threads()
-        result["interop_threads"] = torch.get_num_interop_threads()
-        result["train_flags"] = {"amp": cfg.train.amp, "channels_last": cfg.train.channels_last,
-                                 "compile": cfg.train.compile}
-        for r in runners:
-            if args.no_flops:
-                r.step()
-            else:
-                r.warmup_and_count()
-            for _ in range(args.warmup):
-                r.step()
-            sync(device)
-        interleaved(runners, args.repeats)
-        result["loops"] = {r.name: r.summary() for r in runners}
-        result["measurement"] = MEASUREMENT[device.type]
-        for r in runners[1:]:
-            if r.name.startswith("ours["):
-                result["loops"][r.name]["speedup_vs_ours_default"] = round(
-                    statistics.median(pair_ratios(r, runners[0])), 3)
-        if not args.only_ours:
-            ours, off = runners[0], runners[-1]
-            cpu_ratio = (round(statistics.median(off.cpu_times) / statistics.median(ours.cpu_times), 3)
-                         if ours.cpu_times and off.cpu_times else None)
-            result["speedup_official_over_ours"] = {
-                "ratio_of_cpu_seconds": cpu_ratio,
-                "ratio_of_medians": round(statistics.median(off.times) / statistics.median(ours.times), 3),
-                "median_of_pair_ratios": round(statistics.median(pair_ratios(ours, off)), 3),
-                "pair_ratios": [round(v, 3) for v in pair_ratios(ours, off)],
-            }
-        for r in runners:
-            r_sum = result["loops"][r.name]
-            if device.type == "cuda":
-                r_sum["gpu_idle_share"] = gpu_idle_share(r.step, device)
-
-
-    wall_rate, core_rate = sgemm_gflops(device) if not args.no_sgemm else (None, None)
-    result["sgemm_threads"] = torch.get_num_threads()
-    result["sgemm_2048_gflop_s"] = round(wall_rate, 1) if wall_rate else None
-    result["sgemm_2048_gflop_per_cpu_s"] = round(core_rate, 1) if core_rate else None
-    result["loadavg_after"] = loadavg()
-    for loop in result.get("loops", {}).values():
-        if loop.get("achieved_gflop_s") and result["sgemm_2048_gflop_s"]:
-            loop["share_of_sgemm"] = round(loop["achieved_gflop_s"] / result["sgemm_2048_gflop_s"], 3)
-        if loop.get("gflop_per_it") and loop.get("cpu_s_per_it_median") and result["sgemm_2048_gflop_per_cpu_s"]:
-            loop["gflop_per_cpu_s"] = round(loop["gflop_per_it"] / loop["cpu_s_per_it_median"], 1)
-            loop["share_of_sgemm_per_cpu_s"] = round(loop["gflop_per_cpu_s"] / result["sgemm_2048_gflop_per_cpu_s"], 3)
+        result.update(time_loops(args, device, cfg, data, tmp))
+    add_ceiling(result, args, device)
 
     print_table(result)
     out = Path(args.out) if args.out else RESULTS / default_name(args, device)
@@ -476,7 +492,7 @@ def print_table(result: dict) -> None:
             print(f"{'':<16}" + ", ".join(notes))
     sp = result.get("speedup_official_over_ours")
     if sp:
-        print(f"speedup (official s/it / ours s/it): {sp['ratio_of_medians']}x from medians, "
+        print(f"speedup (re-created official loop s/it / ours s/it): {sp['ratio_of_medians']}x from medians, "
               f"{sp['median_of_pair_ratios']}x median of interleaved pairs {sp['pair_ratios']}; "
               f"{sp['ratio_of_cpu_seconds']}x in process CPU seconds")
     if "threads" in result:

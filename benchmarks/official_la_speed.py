@@ -1,18 +1,18 @@
 """Seconds per LA (3D) training iteration: the official loop against our `Trainer.train_step`.
 
-    python benchmarks/official_la_speed.py --official /tmp/CrossMatch [--iterations 20] \\
+    git clone https://github.com/AiEson/CrossMatch ../CrossMatch     # measured at 59772e0
+    python benchmarks/official_la_speed.py --official ../CrossMatch [--iterations 20] \\
         [--warmup 3] [--data data/LA]
 
-The official side is the unmodified `LA/code/train_cross_match.py` of a checkout you
-fetch (AiEson/CrossMatch, 59772e0; nothing of it is copied here), run with train.sh's
+The official side is the unmodified `LA/code/train_cross_match.py` of that checkout
+(imported through benchmarks/official.py; nothing of it is copied here), run with train.sh's
 command line for 8 labels (AdamW, base_lr 1e-3, conf_thresh 0.75) on the real LA volumes
 (`--data`: `<ID>/mri_norm2.h5` and the list files), with its own LAHeart datasets, torchio
 strong views and DataLoaders (num_workers = 2 x batch = 4 per loader, three loaders, as the
 script sets them; its labeled list is repeated to 80 - 8 = 72 items, so an epoch is 36
 iterations and the workers, started in the first warm-up iteration, are not re-created
-within 35 timed ones). What is patched
-at run time, through tests/official/make_fixture_la.py's helpers:
-- `.cuda()` no-ops and stubs for tensorboardX / torchvision / medpy (`install_stubs`);
+within 35 timed ones). What is patched at run time:
+- `.cuda()` no-ops and stubs for tensorboardX / torchvision / medpy (benchmarks/official.py);
 - the VNet: the official class narrowed to n_filters=4 (channels 4-64, as our la_cpu),
   handed to the script through a module copy (`hand_in_vnet`), default initialisation;
 - the patch: the script's module-level `patch_size = (112, 112, 80)` reaches the datasets
@@ -36,30 +36,39 @@ of consecutive optimizer steps (loading, pasting, four network calls, backward, 
 global optimizer post-step hook), ours as `Trainer.train_step()`. CPU time is the process's
 own plus its children's (reaped: getrusage; alive: psutil), so the official figure includes
 its 12 loader workers (their prefetching included). The official loop and ours run one
-after another, not interleaved: on a shared machine the load can differ between them (the
+after another, not interleaved: on a busy machine the load can differ between them (the
 load average before and after each is recorded); our two amp settings share one process,
 one copy of the data, and alternate step by step. Writes benchmarks/results/la_speed_cpu.json.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import resource
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
+if __name__ == "__main__" and not __package__:
+    # Started as a file: start again as this checkout's module, so that this checkout's
+    # packages (not a copy installed from another one) are imported, here and in the
+    # subprocess of each side.
+    import os
+    import sys
+    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_root, os.environ.get("PYTHONPATH")) if p)
+    os.execv(sys.executable, [sys.executable, "-m", "benchmarks.official_la_speed", *sys.argv[1:]])
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from .bench_step import cpu_model  # noqa: E402
+from .official import checkout_commit, hand_in_vnet, official_code  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-if str(ROOT) not in sys.path:  # this checkout's crossmatch_lite, also when run as a script
-    sys.path.insert(0, str(ROOT))
-from benchmarks.bench_step import cpu_model  # noqa: E402
-
 CONFIG = ROOT / "configs" / "la_cpu.yaml"
 PATCH = (48, 48, 32)  # configs/la_cpu.yaml data.patch
 N_FILTERS = 4  # configs/la_cpu.yaml model.channels [4, 8, 16, 32, 64]
@@ -99,17 +108,9 @@ def window(times: list[float], cpu0: dict, cpu1: dict, load0, load1) -> dict:
 
 
 # ---------------------------------------------------------------- the official loop
-def run_official(official: Path, data: Path, warmup: int, iterations: int) -> dict:
-    import torch
-
-    sys.path.insert(0, str(ROOT / "tests" / "official"))
-    from make_fixture_la import hand_in_vnet, install_stubs
-
-    code = (official / "LA" / "code").resolve()
-    install_stubs()
-    sys.path.insert(0, str(code))
-    import dataloaders.la_heart as la_heart
-    import networks.vnet as vnet
+def narrow_official(load) -> None:
+    """The official VNet at la_cpu's width and its datasets cropping la_cpu's patch."""
+    la_heart, vnet = load("dataloaders.la_heart"), load("networks.vnet")
 
     class NarrowVNet(vnet.VNet):
         def __init__(self, *a, **k):
@@ -125,6 +126,32 @@ def run_official(official: Path, data: Path, warmup: int, iterations: int) -> di
     box = la_heart.obtain_cutmix_box
     box.__defaults__ = (PATCH,) + box.__defaults__[1:]
 
+
+def run_script(code: Path, data: Path, iterations: int) -> dict:
+    """The script's globals after `iterations` iterations, run in a temporary folder laid
+    out as it expects (it reads ../data/<LISTS>/ and writes ../model/)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "data").mkdir()
+        (Path(tmp) / "data" / LISTS).symlink_to(data.resolve(), target_is_directory=True)
+        run = Path(tmp) / "run"
+        run.mkdir()
+        cwd, argv = os.getcwd(), sys.argv
+        os.chdir(run)
+        # the loop breaks once iter_num > max_iterations: max_iterations + 1 iterations
+        sys.argv = ["train_cross_match.py", "--root_path", str(data.resolve()),
+                    "--max_iterations", str(iterations - 1)] + COMMAND
+        try:
+            import runpy
+            return runpy.run_path(str(code / "train_cross_match.py"), run_name="__main__")
+        finally:
+            os.chdir(cwd)
+            sys.argv = argv
+
+
+def run_official(official: Path, data: Path, warmup: int, iterations: int) -> dict:
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
     total = warmup + iterations
     stamps: list[float] = []
     marks: dict = {}
@@ -136,25 +163,15 @@ def run_official(official: Path, data: Path, warmup: int, iterations: int) -> di
         elif len(stamps) == total:
             marks["end"] = (cpu_seconds(), os.getloadavg())
 
-    from torch.optim.optimizer import register_optimizer_step_post_hook
-    register_optimizer_step_post_hook(after_step)
+    hook = register_optimizer_step_post_hook(after_step)
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "data").mkdir()
-        (Path(tmp) / "data" / LISTS).symlink_to(data.resolve(), target_is_directory=True)
-        run = Path(tmp) / "run"
-        run.mkdir()
-        cwd, argv = os.getcwd(), sys.argv
-        os.chdir(run)
-        # the loop breaks once iter_num > max_iterations: max_iterations + 1 iterations
-        sys.argv = ["train_cross_match.py", "--root_path", str(data.resolve()),
-                    "--max_iterations", str(total - 1)] + COMMAND
-        try:
-            import runpy
-            g = runpy.run_path(str(code / "train_cross_match.py"), run_name="__main__")
-        finally:
-            os.chdir(cwd)
-            sys.argv = argv
+    code = official / "LA" / "code"
+    try:
+        with official_code(code) as load:
+            narrow_official(load)
+            g = run_script(code.resolve(), data, total)
+    finally:
+        hook.remove()
     if g["iter_num"] != total or len(stamps) != total:
         raise RuntimeError(f"the official script ran {g['iter_num']} iterations, not {total}")
     times = [b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:])]
@@ -229,7 +246,7 @@ def table(res: dict) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--official", type=Path, required=True, help="a checkout of AiEson/CrossMatch")
     p.add_argument("--iterations", type=int, default=20, help="timed iterations per side (a multiple of 4)")
@@ -239,10 +256,26 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "la_speed_cpu.json")
     p.add_argument("--part", choices=["official", "ours"], help=argparse.SUPPRESS)  # one side, in a subprocess
     p.add_argument("--part-out", type=Path, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.warmup < 1 or args.iterations < 1:
         p.error("--warmup and --iterations must be at least 1")
+    return args
 
+
+def run_side(args, side: str) -> dict:
+    """One side in its own process (a fresh interpreter: no state shared with the other)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        cmd = [sys.executable, "-m", "benchmarks.official_la_speed", "--official", str(args.official.resolve()),
+               "--data", str(args.data.resolve()), "--warmup", str(args.warmup),
+               "--iterations", str(args.iterations), "--part", side, "--part-out", f.name]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        print(f"[{side}] {args.warmup} + {args.iterations} iterations, load {os.getloadavg()}", flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        return json.loads(Path(f.name).read_text())
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     if args.part:
         if args.part == "official":
             r = {"official": run_official(args.official, args.data, args.warmup, args.iterations)}
@@ -253,12 +286,9 @@ def main() -> None:
 
     import torch
 
-    commit = subprocess.run(["git", "-C", str(args.official), "rev-parse", "HEAD"],
-                            capture_output=True, text=True).stdout.strip() or "unknown"
-    ours = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"],
-                          capture_output=True, text=True).stdout.strip() or "unknown"
     res = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-           "python": platform.python_version(), "official_commit": commit, "commit": ours,
+           "python": platform.python_version(), "official_commit": checkout_commit(args.official),
+           "commit": checkout_commit(ROOT),
            "warmup": args.warmup, "iterations": args.iterations, "patch": list(PATCH), "n_filters": N_FILTERS,
            "note": ("official: full-size volumes, 3 DataLoaders x 4 workers (re-created every 36 iterations); "
                     "ours: la_cpu volumes shrunk by 2 (only the crop source differs), data in memory, no workers; "
@@ -266,13 +296,7 @@ def main() -> None:
                     "interleaved in one), 1 torch thread in each main process"),
            "sides": {}}
     for side in [s for s in args.sides.split(",") if s]:
-        with tempfile.NamedTemporaryFile(suffix=".json") as f:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--official", str(args.official),
-                   "--data", str(args.data), "--warmup", str(args.warmup), "--iterations", str(args.iterations),
-                   "--part", side, "--part-out", f.name]
-            print(f"[{side}] {args.warmup} + {args.iterations} iterations, load {os.getloadavg()}", flush=True)
-            subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-            res["sides"].update(json.loads(Path(f.name).read_text()))
+        res["sides"].update(run_side(args, side))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     print(f"{res['cpu']}, {res['cores']} cores, torch {res['torch']}; patch {PATCH}, n_filters {N_FILTERS}; "

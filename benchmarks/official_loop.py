@@ -1,7 +1,18 @@
-"""An in-process stand-in for one iteration of the official CrossMatch ACDC training loop.
+"""A re-creation of one iteration of the official CrossMatch ACDC training loop.
 
-Used only to time it next to our `Trainer.train_step`. It is rebuilt from the
-description of the official code (issue 6 / issue 2), not taken from it:
+This is NOT the official code, and its timings are not the official code's: it was written
+from a description of the official script (AiEson/CrossMatch, ACDC/train_cross_match.py and
+its dataset), not taken from it. Two things use it:
+
+* tests/test_speed_equivalence.py takes `cutmix_box` as the statement of the official CutMix
+  box sampler that the batch-wise one is compared with;
+* benchmarks/bench_step.py times the loop next to ours (results key "official", kept for
+  the schema) as a per-sample CPU pipeline of the official kind on the same data and
+  weights. Read its numbers as such a baseline, not as a measurement of the official
+  code; a measurement of the unmodified official script is benchmarks/official_la_speed.py
+  (LA, 3D).
+
+What it does:
 
   data, per sample on the CPU, in the calling process (no loader workers):
     * open the slice's own HDF5 file (`<root>/data/slices/<case>_slice_<k>.h5`) when the
@@ -17,7 +28,7 @@ description of the official code (issue 6 / issue 2), not taken from it:
   step, on the training device, fp32, no channels-last, no compilation:
     * the strong views take the pixels of m's strong views inside their boxes (boolean
       index assignment, as the official script does);
-    * five network calls and the gather-based Dice loss: `tests/reference_step.reference_terms`
+    * five network calls and the gather-based Dice loss: `benchmarks.reference_step.reference_terms`
       (model(m) and need_fp on cat(x, m) without gradient in train mode, as the official
       script since 2025-12-10; need_fp with gradient on cat(x, u_w) and on cat(s1, s2));
     * backward, SGD (Nesterov, momentum 0.9, weight decay 1e-4) with the poly learning rate.
@@ -29,7 +40,6 @@ from __future__ import annotations
 
 import random
 import re
-import sys
 from pathlib import Path
 
 import h5py
@@ -38,12 +48,9 @@ import torch
 from PIL import Image, ImageEnhance, ImageFilter
 from scipy import ndimage
 
-_TESTS = Path(__file__).resolve().parents[1] / "tests"
-if str(_TESTS) not in sys.path:
-    sys.path.insert(0, str(_TESTS))
-from reference_step import reference_terms  # noqa: E402
+from crossmatch_lite.models.unet import UNet
 
-from crossmatch_lite.models.unet import UNet  # noqa: E402
+from .reference_step import reference_terms
 
 _SLICE_RE = re.compile(r"^(patient\d{3}_frame0[12])_slice_(\d+)\.h5$")
 

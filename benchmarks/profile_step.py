@@ -1,8 +1,10 @@
-"""Where an iteration's time goes: torch.profiler op table for ours and the official loop.
+"""Where an iteration's time goes: torch.profiler op table for ours and the re-created official loop.
 
     python -m benchmarks.profile_step --batch 4 --size 128 --threads 1 [--set train.amp=bf16]
 
 Prints the top operators by self CPU time of one iteration of each (after one warm-up).
+"official" is benchmarks/official_loop.py, a re-creation of the official loop, not the
+official code.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--data", default="acdc")
-    ap.add_argument("--root", default="/work/data/ACDC")
+    ap.add_argument("--root", default="data/ACDC", help="prepared ACDC (default %(default)s)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--set", action="append", default=[])

@@ -1,14 +1,16 @@
-"""The GPU session's last step: the paper's ACDC protocol, in pieces that fit device loans.
+"""The GPU session's last step: the paper's ACDC protocol in resumable, time-boxed chunks.
 
 `configs/crossmatch.yaml` as it is (3 labeled patients, batch 12, resize 256, 30 000
 iterations, validation every 500), trained by the package's own `Trainer` until the
-session's deadline is near. The Trainer's `on_log` hook sees every logged row; where the
-next checkpoint (plus its validation, plus the final evaluation when it is the last one)
-would not fit before the deadline, it stops the run right there: at a validation row the
-Trainer has just written `latest.pt`; at any other row the hook writes it, with the same
-content the Trainer saves (model, optimiser, samplers, CPU and CUDA RNG states), so at
-most `train.log_every` iterations are ever lost to a kill. Running the same folder again
-continues exactly where it stopped; the Trainer refuses a folder whose config differs.
+session's deadline is near, so that the 30 000 iterations can be spread over sessions of
+a fixed length. The Trainer has no time limit of its own, so the limit is kept here: its
+`on_log` hook sees every logged row; where the next checkpoint (plus its validation, plus
+the final evaluation when it is the last one) would not fit before the deadline, it stops
+the run right there: at a validation row the Trainer has just written `latest.pt`; at any
+other row the hook writes it, with the same content the Trainer saves (model, optimiser,
+samplers, CPU and CUDA RNG states), so at most `train.log_every` iterations are ever lost
+to a kill. Running the same folder again continues exactly where it stopped; the Trainer
+refuses a folder whose config differs.
 
 The run folder holds only what the Trainer writes (config, split, metrics, latest.pt,
 best.pt, summary.json) plus `session_history.json` (one entry per session: card,
@@ -62,9 +64,11 @@ def find_run_dir(src: Path) -> Path:
 
 
 def adopt_run(src: Path, dst: Path) -> Path:
-    """Copy a returned run folder into this session's output, so that it comes back again.
+    """Copy a previous session's run folder into this session's output, so that each
+    session's output is whole (the previous one stays as it was).
 
-    Files handed back from a device are read-only: copy the bytes, not the permissions."""
+    The previous output may be read-only (an archived copy): copy the bytes, not the
+    permissions."""
     src, dst = find_run_dir(src).resolve(), Path(dst)
     if dst.resolve() == src:
         return dst

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-# Let tests import helpers such as reference_step from this folder.
+# Let tests import helpers such as sample_data and killing from this folder.
 sys.path.insert(0, str(Path(__file__).parent))
 # Two intra-op threads for every test (CI has two cores). The fixture below puts this back
 # after any test that changes it (a Trainer sets train.threads), so a result never depends

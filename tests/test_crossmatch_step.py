@@ -9,7 +9,7 @@ from crossmatch_lite.config import Config, flatten, load_config, to_dict
 from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
 from crossmatch_lite.models.unet import UNet
 from official.tape import keyed_dropout
-from reference_step import reference_terms
+from benchmarks.reference_step import reference_terms
 
 B, S, THRESH = 3, 32, 0.3  # a low threshold so that the confidence masks keep and drop pixels
 

@@ -1,7 +1,7 @@
-"""LA (issue 13): the published Left Atrium files, fetched against a manifest.
+"""LA: the published Left Atrium files, fetched against a manifest.
 
 Small synthetic volumes served over 127.0.0.1 stand in for the 233 MB of real files;
-the last test uses the real ones when a local copy is there (LA_MIRROR).
+the last test uses the real ones when LA_MIRROR names a local copy of them.
 """
 
 from __future__ import annotations
@@ -282,12 +282,12 @@ def test_cli_help_carries_citation_and_terms(capsys):
 
 # --- the real files (a local copy of CrossMatch's LA/data/) --------------------
 
-REAL = Path(os.environ.get("LA_MIRROR", "/tmp/CrossMatch/LA/data"))
+REAL = Path(os.environ["LA_MIRROR"]) if os.environ.get("LA_MIRROR") else None
 
 
-@pytest.mark.skipif(not (REAL / SET).is_dir(), reason=(
-    f"no local copy of the published LA files at {REAL} (set LA_MIRROR to a copy of "
-    "AiEson/CrossMatch's LA/data/ folder)"))
+@pytest.mark.skipif(REAL is None or not (REAL / SET).is_dir(), reason=(
+    f"{'LA_MIRROR is not set' if REAL is None else f'no published LA files at {REAL}'} (set LA_MIRROR "
+    "to a copy of AiEson/CrossMatch's LA/data/ folder)"))
 def test_real_files_pass_the_shipped_manifest(tmp_path, capsys):
     dest = tmp_path / "LA"
     assert main(["la", "--mirror", str(REAL), "--dest", str(dest), "--quiet"]) == 0

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from crossmatch_lite.losses import masked_dice_loss, masked_kl_loss, supervised_loss
-from reference_step import gather_dice
+from benchmarks.reference_step import gather_dice
 
 
 @pytest.fixture

@@ -285,7 +285,7 @@ def test_channels_last_step_equals_reference_formulation():
     from crossmatch_lite.config import Config
     from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
     from crossmatch_lite.models.unet import UNet
-    from reference_step import reference_terms
+    from benchmarks.reference_step import reference_terms
 
     cfg = Config()
     cfg.perturb.image.cutmix_p = 1.0

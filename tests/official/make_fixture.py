@@ -6,8 +6,8 @@ what that iteration computed to a fixture that `tests/test_official_replay.py` r
 through our step. The official code is read from a checkout you fetch; none of it is
 copied here. Made with:
 
-    git clone https://github.com/AiEson/CrossMatch /tmp/CrossMatch   # commit 59772e0
-    python tests/official/make_fixture.py --official /tmp/CrossMatch
+    git clone https://github.com/AiEson/CrossMatch ../CrossMatch   # commit 59772e0
+    python tests/official/make_fixture.py --official ../CrossMatch
 
 What is patched at run time, and why (nothing of the step itself):
 - `.cuda()`, `torch.distributed`, `DistributedDataParallel`, `SyncBatchNorm`: one CPU

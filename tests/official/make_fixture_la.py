@@ -7,8 +7,8 @@ writes what that iteration computed to `la_step.pt`, which
 `tests/test_official_replay_la.py` replays through our step. The official code is read
 from a checkout you fetch; none of it is copied here. Made with:
 
-    git clone https://github.com/AiEson/CrossMatch /tmp/CrossMatch   # commit 59772e0
-    python tests/official/make_fixture_la.py --official /tmp/CrossMatch
+    git clone https://github.com/AiEson/CrossMatch ../CrossMatch   # commit 59772e0
+    python tests/official/make_fixture_la.py --official ../CrossMatch
 
 The command line is train.sh's (AdamW, base_lr 1e-3, conf_thresh 0.75, 8 labels). The
 script runs in a temporary working directory, since it copies "." to ../model/<exp>/code
