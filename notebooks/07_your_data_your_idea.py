@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 07 · Your data, your idea
 #
-# The two questions users of the official code ask most (UniMatch issue #72, SSL4MIS #26):
+# The two questions users of the official code ask most (LiheYoung/UniMatch #72, HiLab-git/SSL4MIS #26):
 #
 # 1. **How do I train on my own data?** Put images and masks in a folder and set
 #    `data.name=folder`, `data.root=<the folder>`.

@@ -35,7 +35,7 @@ TINY_SET = {"data.name": "toy_acdc", "data.size": 32, "data.labeled": 1, "train.
 def tiny_spec(variants: dict, seeds=(0,), **extra) -> dict:
     return {"name": "tiny", "base": "configs/crossmatch.yaml", "set": dict(TINY_SET),
             "axes": {"variant": variants, "seed": {"key": "train.seed", "values": list(seeds)}},
-            # A baseline must name an existing value (issue 11): only grids with one get it.
+            # A baseline must name an existing value: only grids with one get it.
             **({"baseline": {"variant": "supervised"}} if "supervised" in variants else {}), **extra}
 
 

@@ -1,4 +1,4 @@
-"""Fuzzing `--set` (issue 11): random keys and values, valid or not, through load_config and
+"""Fuzzing `--set`: random keys and values, valid or not, through load_config and
 through the command line's parse path. Whatever comes in, the answer is a config or a
 ConfigError of one line; never a traceback. No training runs (train() is replaced)."""
 import contextlib

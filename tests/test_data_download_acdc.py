@@ -216,7 +216,7 @@ def test_unsafe_members_are_refused(tmp_path, member, reason):
 def test_not_a_zip_is_reported(tmp_path):
     bad = tmp_path / "ACDC.zip"
     bad.write_bytes(b"<html>login page</html>")
-    with pytest.raises(DataDownloadError, match="is an HTML page"):  # named as such (issue 11)
+    with pytest.raises(DataDownloadError, match="is an HTML page"):  # named as such
         archive.safe_extract(bad, tmp_path / "out", progress=False)
     bad.write_bytes(b"garbage, not a zip")
     with pytest.raises(DataDownloadError, match="corrupt or unreadable archive"):

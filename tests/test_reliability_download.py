@@ -1,4 +1,4 @@
-"""Downloads and archives (issue 11): a mirror resumes, an HTML page is named as such,
+"""Downloads and archives: a mirror resumes, an HTML page is named as such,
 a damaged zip member gets a message (and costs ISIC one pair, not the split), a read-only
 --dest is refused up front."""
 

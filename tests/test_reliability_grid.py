@@ -1,4 +1,4 @@
-"""Grid files (issue 11): malformed YAML exits 101 like every usage error, and an
+"""Grid files: malformed YAML exits 101 like every usage error, and an
 exclusion or baseline naming a value no axis has is refused instead of matching nothing."""
 import pytest
 
