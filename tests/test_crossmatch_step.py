@@ -1,9 +1,11 @@
-"""The fast training step against the plain reference, and what each switch removes."""
+"""The fast training step against the plain reference, what each switch removes, and that
+no gradient reaches a teacher in either distillation mode."""
 import copy
 
 import pytest
 import torch
 
+from crossmatch_lite import crossmatch_step as step_module
 from crossmatch_lite.views import make_unlabeled_views
 from crossmatch_lite.config import Config, flatten, load_config, to_dict
 from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
@@ -131,6 +133,47 @@ def test_soft_mode_changes_only_distillation_terms():
     for k in ("x", "s1", "s2"):
         assert soft.terms[k] == pytest.approx(hard.terms[k], abs=1e-6)
     assert soft.terms["kd_w_weak"] != pytest.approx(hard.terms["kd_w_weak"], abs=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_teachers_carry_no_gradient(monkeypatch, mode):
+    """A teacher is a target. In soft mode the KL term is differentiable in the teacher's
+    logits, so a teacher left attached to the graph keeps every loss value (the only thing
+    test_soft_mode_changes_only_distillation_terms compares) but adds a gradient through
+    the teacher. The step's gradients must equal those of the same step with every teacher
+    detached once more at the loss, and no teacher may hold a graph (in hard mode argmax and
+    the threshold cut it anyway, but a teacher that keeps one is still a fault)."""
+    cfg = full_cfg()
+    cfg.distill.mode = mode
+    cfg.distill.temperature = 2.0
+    teachers = []
+
+    class Recorded(step_module.Teacher):
+        def __init__(self, logits):
+            super().__init__(logits)
+            teachers.append(self)
+
+    monkeypatch.setattr(step_module, "Teacher", Recorded)
+    out, model, _ = run_step(cfg)
+    out.loss.backward()
+    step_teachers = list(teachers)
+
+    if mode == "soft":  # (hard mode has no KL term: re-detaching would change nothing)
+        kl = step_module.masked_kl_loss
+        calls = []
+
+        def detached_kl(student, teacher, keep, temperature):
+            calls.append(temperature)
+            return kl(student, teacher.detach(), keep, temperature)
+
+        monkeypatch.setattr(step_module, "masked_kl_loss", detached_kl)
+        ref, ref_model, _ = run_step(cfg)
+        ref.loss.backward()
+        assert calls == [2.0] * 6  # the six distillation terms a..f
+        assert out.loss.item() == ref.loss.item()
+        for (name, p), q in zip(model.named_parameters(), ref_model.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-9, msg=lambda m: f"{name}: {m}")
+    assert len(step_teachers) >= 3 and not any(t.logits.requires_grad for t in step_teachers)
 
 
 def test_supervised_preset_runs_one_forward_on_labeled_only():

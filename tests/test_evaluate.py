@@ -1,10 +1,19 @@
 """Surface distances as defined in docs/training.md: MONAI's pooled symmetric ASD, empty cases
-counted and, in the penalised figures, scored as the image diagonal."""
+counted and, in the penalised figures, scored as the image diagonal. Predictions are those
+of the model in eval mode (running BatchNorm statistics, no dropout), whatever mode it is
+handed in: the same on every call, equal to one whole-input forward pass where a single
+window covers the volume, and the running statistics are left untouched."""
+import copy
+
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 
-from crossmatch_lite.evaluate import case_scores, summarise
+from crossmatch_lite.data.base import Case
+from crossmatch_lite.evaluate import case_scores, predict_case, predict_volume, summarise
+from crossmatch_lite.models.unet import UNet
+from crossmatch_lite.models.vnet import VNet
 
 
 def _edges(mask: np.ndarray) -> np.ndarray:
@@ -103,3 +112,72 @@ def test_class_absent_from_both_is_left_out_of_the_dice_mean():
     assert empty["dice"]["b"] is None and empty["dice"]["mean"] == pytest.approx(1.0)
     nothing = summarise([{"scores": case_scores(0 * label, 0 * label, 3, None, distances=False)}], ["bg", "a", "b"])
     assert nothing["dice"] == {"a": None, "b": None, "mean": None}
+
+
+# ------------------------------------------------------------------ predictions
+def with_running_statistics(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Every BatchNorm given running statistics unlike any batch's own, so that a pass with
+    batch statistics (train mode) predicts visibly differently from one in eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.5)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
+            m.num_batches_tracked.fill_(100)
+    return model
+
+
+def tiny_vnet() -> VNet:
+    torch.manual_seed(0)
+    net = VNet(channels=(2, 4, 8, 16, 32), encoder_dropout=(0, 0, 0, 0, 0.5), head_dropout=0.5)
+    return with_running_statistics(net, 1)
+
+
+def tiny_unet() -> UNet:
+    torch.manual_seed(0)
+    return with_running_statistics(UNet(1, 4, [4, 8, 16, 32, 64]), 1)  # dropout 0.05 .. 0.5
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_prediction_is_the_eval_mode_forward_whatever_mode_the_model_is_in(dims):
+    g = torch.Generator().manual_seed(2)
+    if dims == 3:
+        # A volume exactly the patch: MONAI's sliding window runs one window, the whole
+        # volume, and its averaging divides by one, so the result is the plain forward pass.
+        model, patch = tiny_vnet(), (32, 32, 16)
+        image = torch.randn(1, 1, *patch, generator=g)
+        case = Case("v", image[0].numpy(), np.zeros(patch, np.uint8), None)
+        predict = lambda m: predict_volume(m, case, patch, (4, 4, 4), 1, torch.device("cpu"))  # noqa: E731
+    else:
+        # Slices already at the training size, all in one forward pass: both resizes are
+        # the identity, and the pass is the whole-input one.
+        model, size = tiny_unet(), 32
+        image = torch.randn(3, 1, size, size, generator=g)
+        case = Case("s", image.numpy(), np.zeros((3, size, size), np.uint8), None)
+        predict = lambda m: predict_case(m, case, size, torch.device("cpu"))  # noqa: E731
+    head = model.out_conv if dims == 3 else model.head
+    with torch.no_grad():
+        # Centre the output bias on this input, so that the classes share the prediction
+        # and an argmax shows any change of the logits.
+        logits = copy.deepcopy(model).eval()(image)
+        head.bias.sub_(logits.mean(dim=[0] + list(range(2, logits.dim()))))
+        expected = copy.deepcopy(model).eval()(image).argmax(1)
+        torch.manual_seed(3)
+        in_train_mode = copy.deepcopy(model).train()(image).argmax(1)
+    expected = expected[0] if dims == 3 else expected
+    in_train_mode = in_train_mode[0] if dims == 3 else in_train_mode
+    # The check has power: the classes are mixed, and train mode predicts otherwise.
+    assert torch.bincount(expected.flatten()).max() < 0.9 * expected.numel()
+    assert (in_train_mode != expected).float().mean() > 0.05
+    before = copy.deepcopy(model.state_dict())
+
+    model.train()
+    torch.manual_seed(4)
+    first = predict(model)
+    model.train()
+    torch.manual_seed(5)
+    second = predict(model)
+    assert np.array_equal(first, second)  # no dropout, no batch statistics
+    assert np.array_equal(first, expected.numpy().astype(np.uint8))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running statistics not moved

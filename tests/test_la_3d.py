@@ -200,6 +200,24 @@ def test_shrunk_prediction_comes_back_on_the_native_grid():
     assert (pred == case.label).mean() > 0.97
 
 
+def test_trainer_evaluation_repeats_exactly_and_the_next_step_trains_in_train_mode(tmp_path):
+    """Evaluation switches the model to eval mode and leaves it there (predict_volume does not
+    put the mode back); train_step switches it back to train mode before every step."""
+    t = Trainer(toy_cfg("model.channels=[2,4,8,16,32]", "eval.distances=false"), tmp_path / "run")
+    t.model.train()
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    cases = t.data.val_cases[:2]
+    first, second = (t.evaluate(cases, keep_predictions=True)["_predictions"] for _ in range(2))
+    assert all(np.array_equal(first[c.id], second[c.id]) for c in cases)
+    assert all(torch.equal(before[k], v) for k, v in t.model.state_dict().items())  # running stats kept
+    modes = []
+    for m in t.model.modules():
+        if isinstance(m, (torch.nn.BatchNorm3d, torch.nn.Dropout3d)):
+            m.register_forward_pre_hook(lambda mod, inp: modes.append(mod.training))
+    t.train_step()
+    assert modes and all(modes)
+
+
 # ------------------------------------------------------------------ config
 def test_3d_data_with_a_2d_network_is_refused_with_the_fix():
     with pytest.raises(ConfigError, match="model.arch=vnet"):

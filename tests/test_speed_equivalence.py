@@ -15,7 +15,10 @@ from per-sample PIL/scipy to batch-wise torch:
     on 8-bit images it is within one grey level of PIL's ImageEnhance;
   * cutmix_boxes: boxes are rectangles whose area, aspect and frequency follow the official
     sampler (same bounds; two-sample KS test against a re-statement of that sampler);
-  * quantize_8bit: the official `(img * 255).astype(np.uint8)` PIL conversion.
+  * quantize_8bit: the official `(img * 255).astype(np.uint8)` PIL conversion;
+  * strong_view: the parts composed as the official pipeline composes them (jitter, then a
+    blur with probability blur_p and sigma ~ U(blur_sigma), then 8 bits), with the blur
+    drawn by the view itself (the official replay injects its strong views).
 """
 from __future__ import annotations
 
@@ -274,6 +277,31 @@ def test_quantize_8bit_is_the_official_pil_conversion():
     x[0, 0, 0, :4] = torch.tensor([0.0, 1.0, 254.5 / 255, 1 / 255])
     official = (x.numpy() * 255).astype(np.uint8).astype(np.float32) / 255.0
     assert torch.equal(A.quantize_8bit(x), torch.from_numpy(official))
+
+
+# ---------------------------------------------------------------- strong view
+def test_strong_view_jitters_then_blurs_each_sample_with_its_probability():
+    b = 400
+    u = A.quantize_8bit(torch.rand(b, 1, 12, 12, generator=torch.Generator().manual_seed(4)))
+    # Blur alone, at a probability other than 1/2 and sigmas that always change a noise image:
+    # how often the output differs from the input is how often the view blurred.
+    cfg = ImagePerturbConfig(color_jitter=False, blur_p=0.3, blur_sigma=[0.5, 2.0])
+    out = A.strong_view(u, cfg, torch.Generator().manual_seed(5))
+    blurred = (out != u).flatten(1).any(1)
+    sd = math.sqrt(cfg.blur_p * (1 - cfg.blur_p) / b)
+    assert abs(blurred.float().mean().item() - cfg.blur_p) < 4 * sd
+    # The official values, jitter included: jitter (drawing its own parameters first), then
+    # blur_p and one sigma ~ U(blur_sigma) per sample, then the 8-bit image.
+    cfg = ImagePerturbConfig()
+    gen = torch.Generator().manual_seed(6)
+    out = A.strong_view(u, cfg, gen)
+    g = torch.Generator().manual_seed(6)  # the same draws, re-made here
+    jittered = A.color_jitter(u, cfg, g)
+    apply = torch.rand(b, generator=g) < cfg.blur_p
+    sigma = cfg.blur_sigma[0] + (cfg.blur_sigma[1] - cfg.blur_sigma[0]) * torch.rand(b, generator=g)
+    expected = A.quantize_8bit(A.gaussian_blur(jittered, sigma, apply, max_sigma=cfg.blur_sigma[1]))
+    assert torch.equal(out, expected)
+    assert torch.equal(gen.get_state(), g.get_state())  # and nothing else is drawn
 
 
 # ---------------------------------------------------------------- channels-last step
