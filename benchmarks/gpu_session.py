@@ -66,7 +66,7 @@ FULL = {
     "speed": {"batch": 12, "size": 256, "repeats": 5, "warmup": 1, "compile_warmup": 3, "threads": 0, "sets": []},
     "tests": [("tests/test_official_replay.py", None, "run"),
               ("tests/test_official_replay_la.py", None, "run"),
-              ("tests/test_speed_equivalence.py", None, "run"),
+              ("tests/test_views2d.py", None, "run"),
               ("tests/test_gpu_session.py", "resume", "run")],
     "caps": {"tests": 180, "data": 300, "speed": 200, "speed_compile": 300},
     "val_seconds": 15.0, "finish_seconds": 300.0, "min_protocol_s": 45.0,
@@ -81,7 +81,7 @@ DRY = {
     # The resume test is skipped: it is this file's own test, and runs on its own there.
     "tests": [("tests/test_official_replay.py", None, "collect"),
               ("tests/test_official_replay_la.py", None, "collect"),
-              ("tests/test_speed_equivalence.py", "quantize", "run"),
+              ("tests/test_views2d.py", "quantize", "run"),
               ("tests/test_gpu_session.py", None, "skip")],
     # Caps far above the ~15 s each piece takes on 2 idle cores: a loaded machine is slow.
     "caps": {"tests": 150, "data": 60, "speed": 150, "speed_compile": 60},

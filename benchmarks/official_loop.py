@@ -4,7 +4,7 @@ This is NOT the official code, and its timings are not the official code's: it w
 from a description of the official script (AiEson/CrossMatch, ACDC/train_cross_match.py and
 its dataset), not taken from it. Two things use it:
 
-* tests/test_speed_equivalence.py takes `cutmix_box` as the statement of the official CutMix
+* tests/test_views2d.py takes `cutmix_box` as the statement of the official CutMix
   box sampler that the batch-wise one is compared with;
 * benchmarks/bench_step.py times the loop next to ours (results key "official", kept for
   the schema) as a per-sample CPU pipeline of the official kind on the same data and

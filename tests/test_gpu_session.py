@@ -46,11 +46,11 @@ def test_dry_run_writes_a_result_for_every_step(tmp_path):
 
     assert doc["steps"]["env"]["torch"] == torch.__version__
     files = doc["steps"]["tests"]["files"]
-    assert set(files) == {"test_official_replay", "test_official_replay_la", "test_speed_equivalence",
+    assert set(files) == {"test_official_replay", "test_official_replay_la", "test_views2d",
                           "test_gpu_session"}
     for r in files.values():
         assert r["status"] in {"passed", "absent", "skipped"}, r
-    assert files["test_speed_equivalence"]["counts"]["passed"] >= 1
+    assert files["test_views2d"]["counts"]["passed"] >= 1
 
     speed = doc["steps"]["speed"]
     loops = {row["loop"]: row for row in speed["table"]}
@@ -72,7 +72,7 @@ def test_dry_run_writes_a_result_for_every_step(tmp_path):
         {p.name for p in run.iterdir()}
     assert not (run / "cache").exists()  # the data and their cache stay in the data folder
     logs = {p.name for p in (out / "logs").iterdir()}
-    assert {"pytest_test_speed_equivalence.log", "speed_eager.log"} <= logs, logs
+    assert {"pytest_test_views2d.log", "speed_eager.log"} <= logs, logs
 
 
 TOY = ["data.name=toy_acdc", "data.size=32", "train.batch_size=2", "model.channels=[4,8,16,32,64]",

@@ -1,8 +1,8 @@
 """The 3D (LA) views follow the distributions of the official LA data loader.
 
 The official LA replay (tests/test_official_replay_la.py) hands the step recorded views and
-boxes, and tests/test_la_3d.py checks that the views follow the seed; neither looks at
-what is drawn. Here, over a few hundred seeded draws, as tests/test_speed_equivalence.py
+boxes, and tests/test_3d_end_to_end.py checks that the views follow the seed; neither looks at
+what is drawn. Here, over a few hundred seeded draws, as tests/test_views2d.py
 does for the 2D views:
 
   * weak_view: every output is one of the four reflections in the (x, y) plane (a quarter
