@@ -38,7 +38,7 @@ def find_cases(root: Path) -> dict[str, Path]:
     if not found:
         raise FileNotFoundError(
             f"no ACDC volumes (patientXXX_frame01.h5 / _frame02.h5) found in {data_dir}. "
-            f"Download and convert the data with:\n    {download_hint(root)}\n"
+            f"Download and convert the data with `{download_hint(root)}`, "
             f"or set data.root to the folder that contains data/patientXXX_frame01.h5.")
     return dict(sorted(found.items()))
 

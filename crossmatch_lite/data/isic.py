@@ -35,8 +35,8 @@ class IsicFiles:
         self.paths = {p: root / f"{p}.h5" for p in PARTS if (root / f"{p}.h5").is_file()}
         if "train" not in self.paths:
             raise FileNotFoundError(
-                f"ISIC 2018 training file {root / 'train.h5'} not found. Download and prepare the data with:\n"
-                f"    {download_hint(root)}\nor set data.root to the folder that contains train.h5.")
+                f"ISIC 2018 training file {root / 'train.h5'} not found. Download and prepare the data with "
+                f"`{download_hint(root)}`, or set data.root to the folder that contains train.h5.")
         self.ids: dict[str, list[str]] = {}
         for part, path in self.paths.items():
             with self._open(path) as f:
