@@ -30,7 +30,7 @@ from crossmatch_lite.tutorial.figures import save_figure
 from crossmatch_lite.run.files import atomic_write_json, atomic_write_text
 from crossmatch_lite.data import load_data
 from crossmatch_lite.train import Trainer
-from crossmatch_lite.tutorial.predict import predict_cases
+from crossmatch_lite.predict import predict_cases
 from crossmatch_lite.tutorial.tables import read_metrics
 from .grid import cell_hash
 from .runner import cell_dir, read_manifest, read_status
@@ -295,7 +295,7 @@ def fig_curves(cells, manifest, figdir):
 def _predict_slices(c: dict, n_slices: int):
     """(images, labels, predictions, titles) of a mid-ventricle slice of the first test cases,
     predicted by the cell's best.pt through the evaluation path of its scores
-    (`crossmatch_lite.tutorial.predict`: the BatchNorm statistics the summary's headline used, `eval.bn`)."""
+    (`crossmatch_lite.predict`: the BatchNorm statistics the summary's headline used, `eval.bn`)."""
     cfg = c["config"]
     key = (json.dumps(vars(cfg.data), sort_keys=True, default=str), cfg.train.seed)
     if key not in _DATA_CACHE:

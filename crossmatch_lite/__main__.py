@@ -1,13 +1,16 @@
-"""Command line: `python -m crossmatch_lite train|evaluate|keys`."""
+"""Command line: `crossmatch-lite train|evaluate|predict|keys|download|grid|book` (also
+`python -m crossmatch_lite ...`)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
 
 from .config import ConfigError, key_rows, keys_table, load_config
 from .data import DataError
+from .predict import Predictor, input_files, predict_files
 from .run.checkpoints import CheckpointError
 from .run.files import atomic_write_json
 from .run.folder import RunLocked, RunMismatch
@@ -100,8 +103,28 @@ def cmd_keys(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m crossmatch_lite", description=__doc__)
+def cmd_predict(args) -> int:
+    try:
+        predictor = Predictor.from_run(args.run, args.checkpoint, args.bn)
+        files = input_files(args.input)
+    except _user_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failed = predict_files(predictor, files, Path(args.out), overlay=args.overlay)
+    print(f"{len(files) - failed} of {len(files)} file(s) segmented into {args.out}"
+          + (f"; {failed} could not be used (named above)" if failed else ""))
+    return min(failed, 125)  # the exit status counts the failures (shells keep 126+ for themselves)
+
+
+# The front door also opens the project's other tools; each is imported only when asked
+# for, so `train` never loads the download, grid or book machinery.
+TOOLS = {"download": ("data_download.__main__", "fetch and prepare a real dataset (acdc, isic2018, la, check)"),
+         "grid": ("ablations.cli", "run, inspect or report an ablation grid (run, status, report)"),
+         "book": ("crossmatch_lite.tutorial.book", "build the tutorial book (build [--smoke])")}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crossmatch-lite", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a preset and evaluate its best-on-val checkpoint")
     t.add_argument("--config", default="configs/crossmatch.yaml", help="YAML preset (default: %(default)s)")
@@ -119,10 +142,28 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key, e.g. --set data.root=/elsewhere")
     e.set_defaults(func=cmd_evaluate)
+    r = sub.add_parser("predict", help="segment images or volumes the run never saw")
+    r.add_argument("--run", required=True, help="a run folder written by `train`")
+    r.add_argument("--input", required=True, help="a file, a folder or a quoted glob")
+    r.add_argument("--out", required=True, help="folder for the masks")
+    r.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    r.add_argument("--bn", choices=("running", "precise"), default=None,
+                   help="BatchNorm statistics (default: the run's eval.bn, as its headline score)")
+    r.add_argument("--overlay", action="store_true", help="2D: also write <name>_overlay.png")
+    r.set_defaults(func=cmd_predict)
     k = sub.add_parser("keys", help="list every config key with its default")
     k.add_argument("--markdown", action="store_true", help="as the table of docs/configuration.md")
     k.set_defaults(func=cmd_keys)
-    args = p.parse_args(argv)
+    for name, (_, about) in TOOLS.items():
+        sub.add_parser(name, help=about, add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TOOLS:
+        return importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
+    args = _parser().parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as err:

@@ -85,10 +85,10 @@ ctx.show(figures.plot_val_comparison({n: read_metrics(ctx.out / n)[1] for n in r
 # ## Predictions side by side
 #
 # A mid-ventricle slice of the first test volumes: ground truth, then each model's
-# prediction, made exactly as the test scores were (`crossmatch_lite.tutorial.predict`).
+# prediction, made exactly as the test scores were (`crossmatch_lite.predict`).
 
 # %%
-from crossmatch_lite.tutorial.predict import predict_cases
+from crossmatch_lite.predict import predict_cases
 
 data = ctx.data
 slices = figures.pick_slices(data.test_cases, n_examples)

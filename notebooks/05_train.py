@@ -146,7 +146,7 @@ print(f"test Dice (mean over classes): {100 * test_dice:.2f} %")
 # of `best.pt` (per-case mean Dice in the title), predicted exactly as the test metrics were.
 
 # %%
-from crossmatch_lite.tutorial.predict import predict_cases
+from crossmatch_lite.predict import predict_cases
 
 slices = figures.pick_slices(data.test_cases, n_examples)
 preds, case_scores = predict_cases(trainer, [data.test_cases[i] for i, _ in slices])

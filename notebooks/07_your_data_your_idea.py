@@ -130,7 +130,7 @@ for name, idea in variants.items():
 # %%
 from IPython.display import display
 
-from crossmatch_lite.tutorial.predict import predict_cases
+from crossmatch_lite.predict import predict_cases
 from crossmatch_lite.tutorial.tables import dice_frame, read_metrics
 
 dice = dice_frame(summaries)

@@ -167,7 +167,7 @@ print(f"trained {summary['iterations']} iterations in {summary['train_seconds']}
 # label and the prediction outlined, and the coronal slice with both outlines.
 
 # %%
-from crossmatch_lite.tutorial.predict import predict_cases
+from crossmatch_lite.predict import predict_cases
 
 shown_cases = data.test_cases[:n_cases]
 preds, case_scores = predict_cases(trainer, shown_cases)

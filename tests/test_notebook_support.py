@@ -70,7 +70,7 @@ def test_train_step_feeds_on_next_batch(toy_data):
 
 def test_predictions_come_from_the_evaluation_path(finished_run, toy_data):
     """The pictures of a run score exactly what its summary says (BatchNorm recomputed)."""
-    from crossmatch_lite.tutorial.predict import predict_cases
+    from crossmatch_lite.predict import predict_cases
     from crossmatch_lite.train import Trainer
 
     run, summary = finished_run

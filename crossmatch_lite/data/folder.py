@@ -111,6 +111,15 @@ def _scaled(image: np.ndarray) -> np.ndarray:
     return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
 
 
+def read_image(path: Path) -> tuple[np.ndarray, tuple | None]:
+    """An image file as this dataset reads it (PNG/JPEG/... or NIfTI): (Z, C, H, W) float32
+    in [0, 1] (8-bit scaled by 1/255, other types min-max per file) and its (z, y, x)
+    spacing, or None. Also what `predict` feeds a 2D run."""
+    image, spacing = _read(path, mask=False)
+    S.require_finite(image, f"{path}", "replace them (e.g. with the background value)")
+    return _scaled(image), spacing
+
+
 def _mask(label: np.ndarray, path: Path) -> np.ndarray:
     if label.ndim != 3:
         raise S.DataError(f"folder: mask {path} has {label.shape[-1]} channels (an RGB or alpha image?); save it "

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import torch
 
+from ..config import load_config
+from ..models import build_model
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated, or holds more than tensors and plain values."""
@@ -57,10 +60,7 @@ def load_model(run_dir: str | Path, which: str = "best", device: str | torch.dev
     [K, c0, 3, 3]; VNet: `block_one.conv.0.weight` and `out_conv.weight`),
     so no dataset has to be loaded to rebuild it. Note that eval mode uses BatchNorm's
     running statistics: to score or picture a model as its run's summary does, go through
-    `Trainer.eval_model` (see `crossmatch_lite.tutorial.predict`)."""
-    from ..config import load_config
-    from ..models import build_model
-
+    `Trainer.eval_model` (see `crossmatch_lite.predict`)."""
     if which not in ("best", "latest"):
         raise ValueError(f"which={which!r}: choose 'best' or 'latest'")
     run_dir = Path(run_dir)

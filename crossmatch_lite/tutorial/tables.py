@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 
 def read_metrics(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
@@ -41,15 +40,6 @@ def dice_frame(summaries: dict[str, dict], split: str = "test"):
 
     return pd.DataFrame({name: {k: (None if v is None else 100 * v) for k, v in s[split]["dice"].items()}
                          for name, s in summaries.items()}).T
-
-
-def case_dice(result: dict) -> dict[str, float]:
-    """case id -> mean foreground Dice, from an `evaluate` result or summary entry with 'cases'."""
-    out = {}
-    for c in result.get("cases", []):
-        vals = [v for v in c.get("dice", {}).values() if v is not None]
-        out[c["id"]] = float(np.mean(vals)) if vals else float("nan")
-    return out
 
 
 def grid_frame(df, split: str = "test", metric: str = "dice", cls: str = "mean"):
