@@ -21,6 +21,7 @@ Every file is written atomically; a cell counts as finished only when status.jso
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import copy
 import ctypes
 import fcntl
@@ -40,6 +41,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+import crossmatch_lite
 from crossmatch_lite.config import to_dict
 
 from crossmatch_lite.run.files import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -226,10 +228,6 @@ def _record_end(out: Path, cell, cdir: Path, rc: int | None, started: float, pro
 def code_version() -> str:
     """Hash of the crossmatch_lite sources and the notebook runner: recorded per cell (not part
     of its identity), so `status` can tell when finished cells came from different code."""
-    import hashlib
-
-    import crossmatch_lite
-
     h = hashlib.sha256()
     for p in sorted(Path(crossmatch_lite.__file__).parent.rglob("*.py")):
         h.update(p.name.encode() + p.read_bytes())

@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from . import acdc, check, isic, la, sources
 from .errors import DataDownloadError
 
 
@@ -69,7 +70,6 @@ def parser() -> argparse.ArgumentParser:
                    help="delete the downloaded zips after a split is written")
     _common(i)
 
-    from . import sources
     la = sub.add_parser(
         "la", help="Left Atrium 2018 (UA-MT preprocessed, 100 volumes) -> DEST/<ID>/mri_norm2.h5",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -95,24 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "acdc":
-            from . import acdc
             opt = acdc.Options(dest=args.dest, mirror=args.mirror, retries=args.retries,
                                backoff=args.backoff, workers=args.workers,
                                progress=not args.quiet, cleanup=args.cleanup)
             (acdc.run_h5 if args.source == "h5" else acdc.run_official)(opt)
         elif args.command == "isic2018":
-            from . import isic
             splits = [s.strip() for s in args.splits.split(",") if s.strip()]
             opt = isic.Options(dest=args.dest, splits=splits, size=args.size, mirror=args.mirror,
                                retries=args.retries, backoff=args.backoff,
                                progress=not args.quiet, cleanup=args.cleanup)
             isic.run(opt)
         elif args.command == "la":
-            from . import la
             la.run(la.Options(dest=args.dest, mirror=args.mirror, retries=args.retries,
                               backoff=args.backoff, progress=not args.quiet))
         else:
-            from . import check
             problems, summary = check.check(args.dest, quick=args.quick)
             if problems:
                 print(f"{args.dest}: {len(problems)} problem(s):", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from . import manifest, sources
+from . import la, manifest, sources
 from .fsutil import STATE_DIR, TMP_SUFFIX, Markers
 from .http_fetch import sha256_of
 
@@ -131,7 +131,6 @@ def _check_volume(path: Path, slices: dict[str, Path], quick: bool) -> list[str]
 def check_la(dest: Path, quick: bool, entries: list[manifest.Entry] | None = None
              ) -> tuple[list[str], str]:
     """The published LA files: all there (SHA-256 unless quick), lists consistent, HDF5 sane."""
-    from . import la
     entries = manifest.load(manifest.LA_MANIFEST) if entries is None else entries
     problems: list[str] = []
     redo = f"re-run 'python -m data_download la --dest {dest}'"

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.ndimage import zoom
 
 from . import splitting as S
+from . import toy_acdc
 from .base import Case, SegData
 from .resize import zoom_nearest
 
@@ -264,8 +265,6 @@ def write_example_folder(root: str | Path, n_cases: int = 12, fmt: str = "png") 
     fmt "png" writes one mid-ventricle slice per patient (8-bit PNG pairs), "nifti" whole
     volumes (.nii.gz pairs with their spacing). Returns root."""
     from PIL import Image
-
-    from . import toy_acdc
 
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
