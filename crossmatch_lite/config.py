@@ -50,7 +50,9 @@ def knob(default: Any, doc: str, range: Range | None = None) -> Any:
 
 
 # Every dataset the data layer reads, with its number of spatial axes.
-DATASET_DIMS = {"toy_acdc": 2, "toy_isic": 2, "acdc": 2, "isic2018": 2, "folder": 2, "toy_la": 3, "la": 3}
+DATASET_DIMS = {"toy_acdc": 2, "toy_isic": 2, "acdc": 2, "isic2018": 2, "folder": 2, "toy_la": 3, "la": 3,
+                "pancreas": 3,
+                "fives": 2}
 DatasetName = Literal[tuple(DATASET_DIMS)]
 
 
@@ -58,15 +60,16 @@ DatasetName = Literal[tuple(DATASET_DIMS)]
 class DataConfig:
     name: DatasetName = knob("acdc", "the dataset (toy_* are built in; folder: your own images)")
     root: str = knob("data/ACDC", "prepared dataset folder (ignored by the toy datasets)")
-    labeled: float = knob(3, "labeled training cases: a count (ACDC: patients), or a fraction below 1 (ISIC)",
-                          Range(0, lo_in=False))
+    labeled: float = knob(3, "labeled training cases: a count (ACDC: patients), or a fraction below 1 (ISIC, "
+                          "FIVES)", Range(0, lo_in=False))
     size: int = knob(256, "square training size in pixels, a multiple of 16 (official crop_size: a resize)",
                      Range(16))
     split_file: Optional[str] = knob(None, "JSON split written by an earlier run (split.json), to reuse it")
     cache: bool = knob(True, "keep the resized training arrays in <root>/cache for fast reloads")
     patch: list = knob([112, 112, 80], "3D: training crop (x, y, z) in voxels, multiples of 16", Range(16))
     downsample: int = knob(1, "3D: shrink every volume by this factor first (la_cpu: 2)", COUNT)
-    val_count: int = knob(8, "3D: training scans held out as val (LA has no official val split)", COUNT)
+    val_count: int = knob(8, "training cases held out as val where there is no official val split "
+                          "(la, pancreas, fives)", COUNT)
 
 
 @dataclass
