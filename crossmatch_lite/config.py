@@ -455,6 +455,9 @@ def validate(cfg: Config) -> None:
                           f"got {cfg.data.patch}")
     if three_d and len(cfg.eval.stride) != 3:
         raise ConfigError(f"eval.stride must be three step sizes (x, y, z), got {cfg.eval.stride}")
+    if three_d and any(s > p for s, p in zip(cfg.eval.stride, cfg.data.patch)):
+        raise ConfigError(f"eval.stride {cfg.eval.stride} steps further than the window data.patch "
+                          f"{cfg.data.patch}: voxels between windows would get no prediction")
     if len(cfg.model.channels) != 5 or len(cfg.model.encoder_dropout) != 5:
         raise ConfigError("model.channels and model.encoder_dropout need 5 entries, one per network level")
     if cfg.model.arch == "vnet" and any(cfg.model.encoder_dropout[:4]):

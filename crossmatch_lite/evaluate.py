@@ -64,7 +64,7 @@ def predict_case(model, case: Case, size: int, device: torch.device, batch: int 
 def window_overlap(patch, stride) -> list[float]:
     """MONAI's overlap for a window step of `stride` voxels. MONAI steps by
     int(roi * (1 - overlap)); the half voxel keeps that at `stride` despite float rounding."""
-    return [1.0 - (s + 0.5) / p for s, p in zip(stride, patch)]
+    return [max(0.0, 1.0 - (s + 0.5) / p) for s, p in zip(stride, patch)]  # a step of a whole window: no overlap
 
 
 @torch.no_grad()

@@ -181,3 +181,14 @@ def test_prediction_is_the_eval_mode_forward_whatever_mode_the_model_is_in(dims)
     assert np.array_equal(first, expected.numpy().astype(np.uint8))
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # running statistics not moved
+
+
+def test_a_window_step_of_the_whole_patch_tiles_without_overlap():
+    """eval.stride == data.patch: windows side by side (MONAI refuses a negative overlap)."""
+    from crossmatch_lite.evaluate import window_overlap
+
+    assert window_overlap((16, 16, 8), (16, 16, 8)) == [0.0, 0.0, 0.0]
+    net = VNet(1, 2, channels=(2, 4, 8, 16, 32), head_dropout=0.0).eval()
+    case = Case("v", np.random.default_rng(0).random((1, 32, 32, 16), dtype=np.float32), np.zeros((32, 32, 16), np.uint8), None)
+    pred = predict_volume(net, case, (16, 16, 16), (16, 16, 16), 1, torch.device("cpu"))
+    assert pred.shape == (32, 32, 16)
