@@ -48,7 +48,7 @@ from crossmatch_lite.config import (Config, ConfigError, load_config, parse_over
 from crossmatch_lite.tutorial.smoke import smoke_mode
 
 # Keys that change how a cell runs but not what it computes: left out of the cell hash.
-HASH_FREE_KEYS = ("train.threads", "train.device", "train.progress")
+HASH_FREE_KEYS = ("train.threads", "train.device", "train.progress", "train.tensorboard", "train.max_minutes")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GRID_KEYS = {"name", "description", "base", "set", "smoke", "axes", "exclude", "baseline", "paired",
              "resources", "notebook"}

@@ -12,7 +12,9 @@ Layout of a results folder DIR::
         summary.json           copied from run/ once the cell has finished
         log.txt, kernel.log    the worker's and the notebook kernel's output
         error.txt              traceback of the last failure
-        run/                   the training run folder (metrics.jsonl, best.pt, ...)
+        run/                   the training run folder (metrics.jsonl, best.pt, TensorBoard events, ...)
+    tensorboard/<label>        a link to cells/<id>/run named by the cell's axis values:
+                               `tensorboard --logdir DIR/tensorboard` shows one run per cell
     results.csv, cells.csv, summary.csv, summary.md, figures/    written by `report`
 
 Every file is written atomically; a cell counts as finished only when status.json says
@@ -27,6 +29,7 @@ import ctypes
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -157,8 +160,37 @@ def resolve_notebook(notebook: str | None, out: Path) -> Path:
     return path.resolve()
 
 
+TENSORBOARD = "tensorboard"
+
+
+def link_for_tensorboard(out: Path, cells: list) -> None:
+    """DIR/tensorboard/<label> -> ../cells/<id>/run for every cell, so that TensorBoard names
+    each cell by its axis values (a cell folder is named by its config's hash). Best effort:
+    where links cannot be made (Windows without the privilege), `tensorboard --logdir DIR`
+    still shows every cell, as cells/<id>/run."""
+    board = out / TENSORBOARD
+    names = {}
+    for cell in cells:
+        name = re.sub(r"[^A-Za-z0-9=,._+-]", "_", cell.label.replace(", ", ","))[:200] or cell.id
+        names[cell.id] = f"{name}_{cell.id}" if name in names.values() else name
+    board.mkdir(exist_ok=True)
+    for cell in cells:
+        link, target = board / names[cell.id], Path("..", "cells", cell.id, "run")
+        # The run folder now, so the link never dangles (the trainer would make it anyway).
+        (cell_dir(out, cell.id) / "run").mkdir(parents=True, exist_ok=True)
+        try:
+            if link.is_symlink() and Path(os.readlink(link)) == target:
+                continue
+            if link.is_symlink():  # a cell of an earlier grid under the same label
+                link.unlink()
+            link.symlink_to(target, target_is_directory=True)
+        except OSError:
+            continue
+
+
 def prepare_cells(out: Path, grid: Grid, threads: int | None) -> tuple[list, list]:
-    """Write cell.json and config.yaml of every unfinished cell; return (todo, done)."""
+    """Write cell.json and config.yaml of every unfinished cell, and the TensorBoard links;
+    return (todo, done)."""
     todo, done = [], []
     for cell in grid.cells:
         cdir = cell_dir(out, cell.id)
@@ -174,6 +206,7 @@ def prepare_cells(out: Path, grid: Grid, threads: int | None) -> tuple[list, lis
         assert cell_hash(cfg) == cell.id  # run-only keys never change the identity
         atomic_write_text(cdir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         todo.append(cell)
+    link_for_tensorboard(out, grid.cells)
     return todo, done
 
 

@@ -189,6 +189,10 @@ class TrainConfig:
     channels_last: Literal["auto", "on", "off"] = knob("auto", "NHWC memory layout for 2D; auto: on for CUDA and CPU")
     compile: bool = knob(False, "torch.compile the model for the training step")
     progress: bool = knob(True, "show a progress bar")
+    tensorboard: bool = knob(True, "also write TensorBoard event files into the run folder (losses, lr, "
+                             "val Dice, val pictures); off: no writer, no file, no picture")
+    max_minutes: Optional[float] = knob(None, "stop at a checkpoint once this process has trained this many "
+                                        "minutes (re-run to resume); null: no limit", POSITIVE)
 
 
 @dataclass

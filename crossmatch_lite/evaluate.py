@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Collection
 
 import numpy as np
 import torch
@@ -164,9 +165,15 @@ def _num(v) -> float | None:
 
 def evaluate_cases(model, cases: list[Case], num_classes: int, class_names: list[str], size: int,
                    device: torch.device, distances: bool = True, batch: int = 32,
-                   autocast=None, keep_predictions: bool = False, window: dict | None = None) -> dict:
+                   autocast=None, keep_predictions: bool | Collection[str] = False,
+                   window: dict | None = None) -> dict:
     """Scores of `cases`. 2D data: slices resized to `size`. 3D data: `window` gives the
-    sliding window, dict(patch=..., stride=..., downsample=...)."""
+    sliding window, dict(patch=..., stride=..., downsample=...). keep_predictions: True
+    keeps every case's prediction in `_predictions`, a collection of case ids those cases'
+    (a few, for pictures, without holding every volume of a 3D val set)."""
+    def kept(case_id: str) -> bool:
+        return keep_predictions is True or (not isinstance(keep_predictions, bool) and case_id in keep_predictions)
+
     per_case = []
     for case in cases:
         if window is not None:
@@ -175,7 +182,7 @@ def evaluate_cases(model, cases: list[Case], num_classes: int, class_names: list
         else:
             pred = predict_case(model, case, size, device, batch, autocast)
         row = {"id": case.id, "scores": case_scores(pred, case.label, num_classes, case.spacing, distances)}
-        if keep_predictions:
+        if kept(case.id):
             row["prediction"] = pred
         per_case.append(row)
     summary = summarise(per_case, class_names)
@@ -184,5 +191,5 @@ def evaluate_cases(model, cases: list[Case], num_classes: int, class_names: list
         for c in per_case
     ]
     if keep_predictions:
-        summary["_predictions"] = {c["id"]: c["prediction"] for c in per_case}
+        summary["_predictions"] = {c["id"]: c["prediction"] for c in per_case if "prediction" in c}
     return summary

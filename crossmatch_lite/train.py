@@ -7,6 +7,8 @@ holds everything needed to inspect or continue it:
     metrics.jsonl   one row per logged step    latest.pt     model, optimiser, RNG states
     best.pt         the best model on val      summary.json  val and test metrics of best.pt
     .lock           held while a process trains into the folder (run_folder.py)
+    events.out.tfevents.*   the rows of metrics.jsonl and val pictures for TensorBoard
+                    (train.tensorboard; run/tensorboard.py)
 
 Before anything in the folder is written, the run is checked: it must have val cases to
 choose best.pt on, unlabeled images if its terms need them, the folder must not be in
@@ -14,12 +16,13 @@ use, and a run already there must be this one (run_folder.check_identity).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 import torch
@@ -37,6 +40,7 @@ from .run.folder import RESUME_FREE_KEYS, RunLocked, RunMismatch, check_identity
 from .run.runtime import (autocast_for, available_cores, configure_threads, memory_bytes, pick_device,
                           seed_everything, step_memory_bytes, use_channels_last)
 from .run.sampling import EpochSampler
+from .run.tensorboard import NoBoard, open_board
 from .switches import contradiction_warning
 from .models import build_model
 
@@ -162,6 +166,8 @@ class Trainer:
         self.seconds = 0.0
         self.cpu_seconds = 0.0  # process CPU time: comparable across machine load
         self.iteration_saved = 0
+        self.board = NoBoard()  # a Board only while run() trains
+        self.started: float | None = None  # time.monotonic() when run() began: train.max_minutes
 
     @classmethod
     def from_run(cls, run_dir: str | Path, which: str = "best", data: SegData | None = None,
@@ -323,7 +329,7 @@ class Trainer:
         return recompute_statistics(self.model, images, e.precise_bn_batches, e.precise_bn_batch_size,
                                     seed=self.cfg.train.seed, autocast=autocast_for(self.device, self.cfg.train))
 
-    def evaluate(self, cases, distances: bool = False, keep_predictions: bool = False,
+    def evaluate(self, cases, distances: bool = False, keep_predictions: bool | Collection[str] = False,
                  model: torch.nn.Module | None = None) -> dict:
         d = self.data
         return evaluate_cases(model if model is not None else self.eval_model(), cases, d.num_classes,
@@ -347,10 +353,19 @@ class Trainer:
         return TrainingDiverged(f"{what}. {last}. Lower train.lr (or check the data) and train into a new "
                                 "--out: the same --out resumes only the same config.")
 
-    def _validate_and_save(self, log) -> None:
+    def _check_finite(self) -> None:
+        """Refuse to checkpoint non-finite weights: latest.pt must stay a state worth resuming."""
         if not all(torch.isfinite(v).all() for v in self.model.state_dict().values() if v.is_floating_point()):
             raise self._diverged(f"the weights hold non-finite values at iteration {self.iteration}")
-        val = self.evaluate(self.data.val_cases)
+
+    def _save_latest(self) -> None:
+        atomic_torch_save(self._state(), self.out / "latest.pt")
+        self.iteration_saved = self.iteration
+
+    def _validate_and_save(self, log) -> None:
+        self._check_finite()
+        # The board's few picture cases keep their predictions (none when it is off).
+        val = self.evaluate(self.data.val_cases, keep_predictions=self.board.picture_ids)
         dice = val["dice"]["mean"] or 0.0
         row = {"iteration": self.iteration, "val_dice": dice,
                **{f"val_dice_{k}": v for k, v in val["dice"].items() if k != "mean"}}
@@ -359,9 +374,9 @@ class Trainer:
             atomic_torch_save({"model": self.model.state_dict(), "iteration": self.iteration,
                                "val_dice": dice, "config": to_dict(self.cfg),
                                "data_fingerprint": self.fingerprint}, self.out / "best.pt")
-        atomic_torch_save(self._state(), self.out / "latest.pt")
-        self.iteration_saved = self.iteration
+        self._save_latest()
         log(row)
+        self.board.pictures(val.get("_predictions", {}), self.iteration)
 
     # ------------------------------------------------------------------ the run
     def _preflight(self) -> None:
@@ -384,6 +399,9 @@ class Trainer:
                 raise RunRefused(f"a batch of {sampler.batch} {name} images is larger than the {len(sampler.indices)} "
                                  f"{name} training images there are; lower train.batch_size "
                                  "(train.unlabeled_batch_size for the unlabeled ones)")
+        if self.cfg.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise RunRefused("train.tensorboard=true needs the tensorboard package: pip install tensorboard "
+                             "(it is in requirements.txt), or --set train.tensorboard=false")
         warning = contradiction_warning(self.cfg)
         if warning:
             print(warning, file=sys.stderr)
@@ -409,7 +427,10 @@ class Trainer:
 
     def run(self) -> dict:
         """Train (or resume, or reuse a finished run), evaluate, and return the summary, with
-        the weights chosen on val (best.pt, or the latest without one) in self.model."""
+        the weights chosen on val (best.pt, or the latest without one) in self.model. A run
+        stopped by train.max_minutes returns a summary marked "stopped" instead, without the
+        final evaluation; running it again resumes."""
+        self.started = time.monotonic()
         self._preflight()
         with locked(self.out):
             summary = self._run_locked()
@@ -417,10 +438,11 @@ class Trainer:
             self.load_weights(load_checkpoint(self.out / "best.pt", self.device)["model"], self.out / "best.pt")
         return summary
 
-    def _run_locked(self) -> dict:
+    def _resume(self) -> dict | None:
+        """Load latest.pt if there is one and write config.yaml and split.json; the summary of
+        a finished run instead, if the folder holds one."""
         cfg = self.cfg
         latest = self.out / "latest.pt"
-        summary_path = self.out / "summary.json"
         self.iteration_saved = 0
         # config.yaml and split.json first: they exist even when latest.pt does not.
         check_identity(self.out, to_dict(cfg), self.data.split, None)
@@ -443,39 +465,91 @@ class Trainer:
         self._truncate_metrics()
         save_config(cfg, self.out / "config.yaml")
         atomic_write_json(self.out / "split.json", self.data.split)
+        summary_path = self.out / "summary.json"
         if self.iteration >= cfg.train.iterations and summary_path.exists():
             return json.loads(summary_path.read_text())
+        return None
 
+    def _run_locked(self) -> dict:
+        finished = self._resume()
+        if finished is not None:
+            return finished
+        cfg, t = self.cfg, self.cfg.train
+        # purge_step: TensorBoard drops what an interrupted process wrote past the checkpoint,
+        # as _truncate_metrics did for metrics.jsonl.
+        self.board = open_board(t.tensorboard, self.out, self.iteration + 1, self.data.val_cases,
+                                self.views.spatial_dims == 3)
         metrics = open(self.out / "metrics.jsonl", "a")
 
         def log(row: dict) -> None:
             metrics.write(json.dumps(row) + "\n")
             metrics.flush()
+            self.board.scalars(row)
             if self.on_log:
                 self.on_log(row)
 
-        t = cfg.train
         bar = tqdm(total=t.iterations, initial=self.iteration, disable=not t.progress,
                    desc=f"{cfg.preset} on {cfg.data.name}", dynamic_ncols=True,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
         try:
-            while self.iteration < t.iterations:
-                start, cpu_start = time.perf_counter(), time.process_time()
-                row = self.train_step()
-                self.seconds += time.perf_counter() - start
-                self.cpu_seconds += time.process_time() - cpu_start
-                row["seconds"] = round(self.seconds, 3)
-                if self.iteration % t.log_every == 0 or self.iteration == 1:
-                    log(row)
-                    bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "x", "s", "kd") if k in row},
-                                    refresh=False)
-                bar.update(1)
-                if self.iteration % t.val_every == 0 or self.iteration == t.iterations:
-                    self._validate_and_save(log)
+            stopped = self._train_loop(log, bar)
         finally:
             bar.close()
             metrics.close()
-        return self.finish()
+            self.board.close()
+            self.board = NoBoard()
+        return self._stopped_summary() if stopped else self.finish()
+
+    def _train_loop(self, log, bar) -> bool:
+        """Train to train.iterations (False), or until train.max_minutes have passed (True),
+        with latest.pt then holding the last iteration."""
+        t = self.cfg.train
+        while self.iteration < t.iterations:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            row = self.train_step()
+            self.seconds += time.perf_counter() - start
+            self.cpu_seconds += time.process_time() - cpu_start
+            row["seconds"] = round(self.seconds, 3)
+            if self.iteration % t.log_every == 0 or self.iteration == 1:
+                log(row)
+                bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "x", "s", "kd") if k in row},
+                                refresh=False)
+            bar.update(1)
+            if self.iteration % t.val_every == 0 or self.iteration == t.iterations:
+                self._validate_and_save(log)
+            if self.iteration < t.iterations and self._out_of_time():
+                # A checkpoint of this very iteration, without a validation: validations (and
+                # so best.pt) stay at the iterations an uninterrupted run has them.
+                if self.iteration_saved != self.iteration:
+                    self._check_finite()
+                    self._save_latest()
+                return True
+        return False
+
+    def _out_of_time(self) -> bool:
+        limit = self.cfg.train.max_minutes
+        return limit is not None and self.started is not None and time.monotonic() - self.started >= 60 * limit
+
+    def _stopped_summary(self) -> dict:
+        """Where a run stopped by train.max_minutes stands. summary.json is not written: it
+        marks a finished run (and an ablation cell as done)."""
+        t = self.cfg.train
+        print(f"stopped at the time limit (train.max_minutes={t.max_minutes:g}) after iteration "
+              f"{self.iteration} of {t.iterations}; {self.out / 'latest.pt'} holds it: run the same command "
+              "again to resume", file=sys.stderr)
+        return {
+            "stopped": "time limit",
+            "preset": self.cfg.preset,
+            "dataset": self.cfg.data.name,
+            "labeled": self.cfg.data.labeled,
+            "iterations": self.iteration,
+            "iterations_planned": t.iterations,
+            "best_iteration": self.best_iteration,
+            "best_val_dice": self.best if self.best_iteration >= 0 else None,
+            "train_seconds": round(self.seconds, 1),
+            "train_cpu_seconds": round(self.cpu_seconds, 1),
+            "device": str(self.device),
+        }
 
     def finish(self) -> dict:
         """Evaluate the weights chosen on val (never on test) and the latest weights, each

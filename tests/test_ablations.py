@@ -97,7 +97,8 @@ def test_cell_identity_is_the_resolved_config_minus_run_only_keys():
     spec = tiny_spec({"crossmatch": {}})
     a = expand(spec).cells[0]
     assert expand(spec).cells[0].id == a.id == cell_hash(a.config)
-    for override in ("train.threads=1", "train.device=cuda", "train.progress=false"):
+    for override in ("train.threads=1", "train.device=cuda", "train.progress=false", "train.tensorboard=false",
+                     "train.max_minutes=30"):
         assert expand(spec, [override]).cells[0].id == a.id, override
     assert expand(spec, ["train.iterations=5"]).cells[0].id != a.id
     # The same config reached through a different grid is the same cell.

@@ -22,7 +22,8 @@ import yaml
 from ..config import ConfigError, Config, apply_dict, flatten, to_dict, yaml_load
 
 # Keys that may change between a run and its resumption without changing the result.
-RESUME_FREE_KEYS = ("train.device", "train.threads", "train.progress", "train.log_every", "eval.")
+RESUME_FREE_KEYS = ("train.device", "train.threads", "train.progress", "train.log_every", "train.tensorboard",
+                    "train.max_minutes", "eval.")
 # Where the data are read from, not what they are: compared by content instead.
 PATH_KEYS = ("data.root", "data.split_file", "data.cache")
 SPLIT_LISTS = ("labeled", "unlabeled", "val", "test")
