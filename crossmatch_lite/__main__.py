@@ -68,6 +68,8 @@ def cmd_train(args) -> int:
         where = f"{Path(args.out) / 'latest.pt'} holds iteration {saved}" if saved else "no checkpoint was written yet"
         print(f"\ninterrupted: {where}; run the same command again to resume", file=sys.stderr)
         return 130
+    if summary.get("stopped"):  # train.max_minutes: the trainer said where it stopped
+        return 75  # EX_TEMPFAIL: not done, run again (a job queue can tell it from success)
     _print_metrics("val (best.pt)", summary["val"])
     _print_metrics("test (best.pt)", summary["test"])
     print(f"run folder: {args.out}")
