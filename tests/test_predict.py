@@ -108,3 +108,40 @@ def test_a_2d_image_given_to_a_3d_run_is_refused(tmp_path, capsys):
     assert main(["predict", "--run", str(run), "--input", str(tmp_path / "slice.png"), "--out",
                  str(tmp_path / "out")]) == 1
     assert "a 2D image, but this run segments 3D volumes" in capsys.readouterr().err
+
+
+def test_acdc_nifti_frames_give_the_masks_evaluate_scored(tmp_path, capsys):
+    """ACDC as a user has it: the official zip converted by data_download, a run trained on
+    the prepared volumes, then predict on the raw NIfTI frames of a test patient. The input
+    is the prepared volume value for value, so the masks are the ones evaluate scored."""
+    import json
+
+    import conftest_download as H
+    from data_download.__main__ import main as download
+
+    from crossmatch_lite.predict import read_input
+
+    truth = H.make_acdc_zip(tmp_path / "ACDC.zip", patients=(1, 2, 3), testing=(101,))
+    H.acdc_www(tmp_path / "www", tmp_path / "ACDC.zip")
+    server = H.Server(tmp_path / "www")
+    try:
+        assert download(["acdc", "--dest", str(tmp_path / "ACDC"), "--mirror", server.url, "--quiet",
+                         "--backoff", "0"]) == 0
+    finally:
+        server.close()
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"labeled": ["patient001"], "unlabeled": ["patient002"], "val": ["patient003"],
+                                 "test": ["patient101"]}))
+    run = tmp_path / "run"
+    train_cli(run, "data.name=acdc", f"data.root={tmp_path / 'ACDC'}", f"data.split_file={split}", "data.size=16")
+    trainer = Trainer.from_run(run)
+    expected, _ = predict_cases(trainer, trainer.data.test_cases)
+    raw = {p.name: p for p in (tmp_path / "ACDC").rglob("patient101_frame*.nii.gz") if "_gt" not in p.name}
+    assert len(raw) == 2 and len(truth["patient101"]) == 2
+    for case in trainer.data.test_cases:  # frame01 is ED, frame02 the ES frame, whatever its number
+        frame = sorted(raw)[0 if case.id.endswith("frame01") else 1]
+        image, _ = read_input(raw[frame], 2)
+        np.testing.assert_array_equal(image, case.image)  # the prepared volume, value for value
+        assert main(["predict", "--run", str(run), "--input", str(raw[frame]), "--out", str(tmp_path / "out")]) == 0
+        mask = np.asanyarray(nib.load(str(tmp_path / "out" / frame)).dataobj).transpose(2, 1, 0)
+        np.testing.assert_array_equal(mask, expected[case.id])

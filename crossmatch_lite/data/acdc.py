@@ -79,7 +79,7 @@ def resolve_split(cfg, seed: int, cases: dict[str, Path], root: Path) -> dict:
         n = min(split["labeled_request"], max(1, len(pool) - 1))
         if not pool:
             raise FileNotFoundError(f"none of the 70 ACDC training patients is in {root / 'data'}; "
-                                    f"get them with:\n    {download_hint(root)}")
+                                    f"get them with `{download_hint(root)}`")
         lab = S.seeded_labeled(pool, n, seed)
         warnings.warn(f"acdc: the official labeled patients are missing; using {lab} instead", stacklevel=3)
         split = {**split, "labeled": lab, "unlabeled": sorted(set(pool) - set(lab))}

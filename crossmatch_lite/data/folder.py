@@ -107,9 +107,11 @@ def _read_file(path: Path, mask: bool) -> tuple[np.ndarray, tuple | None]:
 def _scaled(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image.astype(np.float32) / 255.0
-    image = image.astype(np.float32)
+    # In float64, then float32: the values the ACDC conversion stores, so a NIfTI frame read
+    # here (by `predict`, say) is the array the prepared ACDC volume holds.
+    image = image.astype(np.float64)
     lo, hi = float(image.min()), float(image.max())
-    return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+    return ((image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)).astype(np.float32)
 
 
 def read_image(path: Path) -> tuple[np.ndarray, tuple | None]:
