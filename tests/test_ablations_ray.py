@@ -37,6 +37,7 @@ def ray_head(tmp_path_factory):
     temp = tmp_path_factory.mktemp("ray")
     e = env()
     e["RAY_USAGE_STATS_ENABLED"] = "0"
+    e["RAY_raylet_start_wait_time_s"] = "120"  # a loaded 2-core machine registers the node slowly
     start = subprocess.run([RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
                             "--include-dashboard=false", "--num-cpus=2", "--num-gpus=0",
                             f"--temp-dir={temp}", "--disable-usage-stats"],
