@@ -112,11 +112,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "faster on CUDA. A resumed run keeps its own setting.")
     ap.add_argument("--protocol-set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for a new protocol run (repeatable)")
-    ap.add_argument("--protocol-stop-at", type=int, help="stop the protocol at this iteration (tests)")
+    ap.add_argument("--protocol-max-minutes", type=float, metavar="M",
+                    help="a lower train.max_minutes than the budget allows (tests: a tiny one trains "
+                         "one iteration)")
     ap.add_argument("--protocol-share", type=float, default=0.4,
                     help="share of the budget kept for the protocol while the other steps run")
     ap.add_argument("--finish-estimate-s", type=float,
-                    help="seconds the final evaluations take (decides whether the last chunk fits)")
+                    help="seconds the final evaluations take (kept in reserve when the end is within reach)")
     args = ap.parse_args(argv)
     if args.steps:
         bad = [s for s in args.steps.split(",") if s not in STEPS]
@@ -306,7 +308,7 @@ class Session:
             cfg, self.run_dir, self.proto["data"], self.deadline, card=self.card,
             s_per_it=sp.get("compiled") if cfg.train.compile else sp.get("bf16"),
             val_seconds=self.plan["val_seconds"], finish_seconds=finish,
-            margin=max(5.0, 0.02 * 60.0 * args.budget_min), stop_at=args.protocol_stop_at,
+            margin=max(5.0, 0.02 * 60.0 * args.budget_min), max_minutes=args.protocol_max_minutes,
             on_progress=lambda p: self.set("protocol", {**p, "status": "running"}))
 
 

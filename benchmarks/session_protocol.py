@@ -3,14 +3,12 @@
 `configs/crossmatch.yaml` as it is (3 labeled patients, batch 12, resize 256, 30 000
 iterations, validation every 500), trained by the package's own `Trainer` until the
 session's deadline is near, so that the 30 000 iterations can be spread over sessions of
-a fixed length. The Trainer has no time limit of its own, so the limit is kept here: its
-`on_log` hook sees every logged row; where the next checkpoint (plus its validation, plus
-the final evaluation when it is the last one) would not fit before the deadline, it stops
-the run right there: at a validation row the Trainer has just written `latest.pt`; at any
-other row the hook writes it, with the same content the Trainer saves (model, optimiser,
-samplers, CPU and CUDA RNG states), so at most `train.log_every` iterations are ever lost
-to a kill. Running the same folder again continues exactly where it stopped; the Trainer
-refuses a folder whose config differs.
+a fixed length. The deadline becomes the Trainer's `train.max_minutes`, computed once
+before the run with what must still fit after it (time_limit): past it the Trainer saves
+`latest.pt` of the iteration it is at (model, optimiser, samplers, CPU and CUDA RNG
+states) and returns a summary marked "stopped". Running the same folder again continues
+exactly where it stopped; the limit is not part of the run's identity, and the Trainer
+refuses a folder whose config otherwise differs. Progress is recorded at every validation.
 
 The run folder holds only what the Trainer writes (config, split, metrics, latest.pt,
 best.pt, summary.json) plus `session_history.json` (one entry per session: card,
@@ -27,7 +25,7 @@ from typing import Callable
 
 from crossmatch_lite.run.checkpoints import load_checkpoint
 from crossmatch_lite.config import load_config
-from crossmatch_lite.run.files import atomic_torch_save, atomic_write_json
+from crossmatch_lite.run.files import atomic_write_json
 from crossmatch_lite.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +37,9 @@ HISTORY = "session_history.json"
 RESUME_OVERRIDES = ("train.device", "train.threads", "train.progress")
 
 
-class BudgetStop(Exception):
-    """Raised from the Trainer's log hook to end this session's share of the run."""
+# The end counts as within reach this session when a run this much faster than the
+# estimate would reach it (time_limit).
+REACH_SLACK = 0.8
 
 
 def now_iso() -> str:
@@ -98,106 +97,98 @@ def protocol_config(run_dir: Path, device: str, threads: int, sets: list[str], c
     return load_config(str(PRESET), new + list(sets)), False
 
 
-# ---------------------------------------------------------------- the stop rule
-class BudgetGuard:
-    """The Trainer's on_log hook: measures s/iteration and validation time, stops in time."""
+# ---------------------------------------------------------------- the time limit
+def time_limit(t, start_it: int, left: float, *, s_per_it: float | None, val_seconds: float,
+               finish_seconds: float, margin: float) -> dict:
+    """train.max_minutes for this session's share of the run, computed once before it starts.
 
-    def __init__(self, deadline: float, *, s_per_it: float | None, val_seconds: float,
-                 finish_seconds: float, margin: float, stop_at: int | None = None,
-                 on_checkpoint: Callable[[dict], None] | None = None):
-        self.deadline, self.s_per_it = deadline, s_per_it
-        self.val_seconds, self.finish_seconds, self.margin = val_seconds, finish_seconds, margin
-        self.stop_at, self.on_checkpoint = stop_at, on_checkpoint
-        self.trainer: Trainer | None = None
-        self.last = None  # (iteration, time) of the previous row
-        self.last_log = None  # (iteration, time) of the previous training row
-        self.last_val_row: dict | None = None
-
-    def __call__(self, row: dict) -> None:
-        now, it = time.monotonic(), row["iteration"]
-        t = self.trainer.cfg.train
-        if "val_dice" in row:
-            if self.last_log and self.last_log[0] == it:  # the row just before the validation
-                self.val_seconds = now - self.last_log[1]
-            self.last_val_row = row
-            if self.on_checkpoint:
-                self.on_checkpoint(row)
-        else:
-            if self.last and it > self.last[0]:
-                # The latest window only: the first ones include compilation and warm-up.
-                self.s_per_it = (now - self.last[1]) / (it - self.last[0])
-            self.last_log = (it, now)
-        self.last = (it, now)
-
-        if it >= t.iterations or ("val_dice" not in row and it % t.val_every == 0):
-            return  # the final evaluation, or a validation and checkpoint, comes next anyway
-        if self.stop_at is not None and it >= self.stop_at:
-            self._stop(row, f"stop requested at iteration {self.stop_at}")
-        if self.s_per_it is None:
-            return
-        nxt = min(t.iterations, (it // t.val_every + 1) * t.val_every)
-        need = (nxt - it) * self.s_per_it + self.val_seconds + (self.finish_seconds if nxt == t.iterations else 0)
-        if now + need + self.margin > self.deadline:
-            self._stop(row, f"the next checkpoint (iteration {nxt}) needs ~{need:.0f} s, "
-                            f"{max(0.0, self.deadline - now):.0f} s left")
-
-    def _stop(self, row: dict, why: str) -> None:
-        if "val_dice" not in row:
-            # Between checkpoints: save what the Trainer itself saves at one (its _state()),
-            # so this session keeps every iteration it trained.
-            atomic_torch_save(self.trainer._state(), self.trainer.out / "latest.pt")
-        raise BudgetStop(why)
+    The Trainer checks its limit after each iteration, and after that iteration's validation
+    when it has one, so the run may go past the limit by one iteration and one validation:
+    both are kept out of it, with `margin` for estimates that are off. After the last
+    iteration the final evaluation runs whatever the limit, so it is kept out too when the
+    end may be reached this session (or no s/iteration estimate tells): the chunk that
+    reaches it then also finishes it within the budget. Where the end is out of reach,
+    reserving it would only shorten the chunk."""
+    in_flight = (s_per_it or 0.0) + val_seconds
+    reach = True
+    if s_per_it is not None:
+        vals_left = t.iterations // t.val_every - start_it // t.val_every
+        to_end = (t.iterations - start_it) * s_per_it + vals_left * val_seconds
+        # "Within reach" errs on the side of reserving: the estimate comes from the speed
+        # step or earlier sessions, and a faster run that reached the end unreserved would
+        # overrun the budget by the whole final evaluation.
+        reach = REACH_SLACK * to_end <= left - margin - in_flight
+    reserve = margin + in_flight + (finish_seconds if reach else 0.0)
+    return {"max_minutes": round((left - reserve) / 60.0, 3), "left_s": round(left, 1),
+            "reserve_s": round(reserve, 1), "end_within_reach": reach, "s_per_it_estimate": s_per_it}
 
 
 # ---------------------------------------------------------------- one session's share
+def resume_point(latest: Path) -> tuple[int, float | None]:
+    """The iteration a run resumes from, and its earlier sessions' training s/iteration."""
+    if not latest.exists():
+        return 0, None
+    state = load_checkpoint(latest)
+    it = int(state["iteration"])
+    return it, (state.get("seconds", 0.0) / it or None) if it else None
+
+
 def run_protocol(cfg, run_dir: Path, data, deadline: float, *, card: str, s_per_it: float | None = None,
                  val_seconds: float = 15.0, finish_seconds: float = 180.0, margin: float = 5.0,
-                 stop_at: int | None = None, on_progress: Callable[[dict], None] | None = None) -> dict:
+                 max_minutes: float | None = None, on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Train until the deadline is near, or to the end and its final evaluation; `max_minutes`
+    lowers the limit (tests: a tiny one trains one iteration). Returns the step's JSON."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    start_it, pace = resume_point(run_dir / "latest.pt")
+    s_per_it = s_per_it if s_per_it is not None else pace
     history_path = run_dir / HISTORY
     history = json.loads(history_path.read_text()) if history_path.exists() else []
     entry = {"started": now_iso(), "card": card, "device": cfg.train.device, "status": "running"}
-    history.append(entry)
     t0 = time.monotonic()
     progress = {"run_dir": str(run_dir), "iterations_total": cfg.train.iterations,
-                "compile": cfg.train.compile}
+                "compile": cfg.train.compile, "last_val": None}
 
-    def record(status: str, trainer: Trainer) -> None:
+    def record(status: str) -> None:
         entry.update(status=status, from_iteration=start_it, to_iteration=trainer.iteration,
                      wall_seconds=round(time.monotonic() - t0, 1))
         atomic_write_json(history_path, history)
-        done = trainer.iteration - start_it
+        done, wall = trainer.iteration - start_it, entry["wall_seconds"]
         progress.update(status=status, iteration_start=start_it, iteration=trainer.iteration,
                         best_val_dice=trainer.best, best_iteration=trainer.best_iteration,
-                        train_seconds_total=round(trainer.seconds, 1),
-                        session_wall_seconds=entry["wall_seconds"],
-                        iterations_per_s=round(done / entry["wall_seconds"], 2) if done and entry["wall_seconds"] else None,
-                        last_val=guard.last_val_row, history=history)
+                        train_seconds_total=round(trainer.seconds, 1), session_wall_seconds=wall,
+                        iterations_per_s=round(done / wall, 2) if done and wall else None, history=history)
 
-    guard = BudgetGuard(deadline, s_per_it=s_per_it, val_seconds=val_seconds, finish_seconds=finish_seconds,
-                        margin=margin, stop_at=stop_at)
-    trainer = Trainer(cfg, run_dir, data=data, on_log=guard)
-    guard.trainer = trainer
-    latest = run_dir / "latest.pt"
-    start_it = int(load_checkpoint(latest)["iteration"]) if latest.exists() else 0
+    def on_log(row: dict) -> None:
+        if "val_dice" in row:  # a validation: the Trainer has just written latest.pt
+            progress["last_val"] = row
+            record("running")
+            if on_progress:
+                on_progress(dict(progress))
 
-    def checkpoint(row: dict) -> None:
-        record("running", trainer)
-        if on_progress:
-            on_progress(dict(progress))
-    guard.on_checkpoint = checkpoint
-
+    trainer = Trainer(cfg, run_dir, data=data, on_log=on_log)
+    # Measured after building the Trainer: the limit counts from Trainer.run().
+    limit = time_limit(cfg.train, start_it, deadline - time.monotonic(), s_per_it=s_per_it,
+                       val_seconds=val_seconds, finish_seconds=finish_seconds, margin=margin)
+    if max_minutes is not None:
+        limit["max_minutes"] = min(limit["max_minutes"], max_minutes)
+    progress["time_limit"] = limit
+    if limit["max_minutes"] <= 0:
+        return {**progress, "status": "skipped",
+                "reason": f"{limit['left_s']:.0f} s left, {limit['reserve_s']:.0f} s to keep in reserve"}
+    # Always set: a resumed run's saved config holds the previous session's limit.
+    cfg.train.max_minutes = limit["max_minutes"]
+    history.append(entry)
     try:
         summary = trainer.run()
-    except BudgetStop as e:
-        record("stopped_for_budget", trainer)
-        progress["stop_reason"] = str(e)
     except BaseException:
-        record("error", trainer)  # latest.pt still holds the last checkpoint
+        record("error")  # latest.pt still holds the last checkpoint
         raise
+    if summary.get("stopped"):
+        record("stopped_for_budget")
+        progress["stop_reason"] = f"{summary['stopped']}: train.max_minutes={cfg.train.max_minutes:g}"
     else:
-        record("finished", trainer)
+        record("finished")
         progress["summary"] = summary
     progress["run_dir_mb"] = folder_mb(run_dir)
     return progress

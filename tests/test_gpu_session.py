@@ -97,15 +97,21 @@ def test_protocol_stopped_and_resumed_equals_uninterrupted(tmp_path, monkeypatch
     straight = _session(tmp_path / "straight", *sets)
     assert straight["status"] == "finished" and straight["iteration"] == 4
 
-    # Chunk 1 stops between checkpoints (the session writes latest.pt itself); chunk 2 stops
-    # at a validation row (the Trainer's own checkpoint); chunk 3 finishes. Each resumes
-    # from the previous session's --out, into a new one.
-    first = _session(tmp_path / "chunk1", *sets, "--protocol-stop-at", "1")
+    # A time limit that runs out within an iteration makes a chunk of one: chunk 1 stops
+    # between checkpoints (the Trainer saves latest.pt at its stop), chunk 2 at a validation
+    # (the validation's own checkpoint), chunk 3, given the budget's limit (the saved
+    # config still holds chunk 2's tiny one), finishes. Each resumes from the previous
+    # session's --out, into a new one.
+    tiny = ("--protocol-max-minutes", "1e-6")
+    first = _session(tmp_path / "chunk1", *sets, *tiny)
     assert first["status"] == "stopped_for_budget" and first["iteration"] == 1
-    second = _session(tmp_path / "chunk2", "--resume", str(tmp_path / "chunk1"), "--protocol-stop-at", "2")
+    assert first["stop_reason"].startswith("time limit") and first["time_limit"]["max_minutes"] == 1e-6
+    second = _session(tmp_path / "chunk2", "--resume", str(tmp_path / "chunk1"), *tiny)
     assert second["status"] == "stopped_for_budget" and (second["iteration_start"], second["iteration"]) == (1, 2)
+    assert second["last_val"]["iteration"] == 2
     third = _session(tmp_path / "chunk3", "--resume", str(tmp_path / "chunk2"))
     assert third["status"] == "finished" and (third["iteration_start"], third["iteration"]) == (2, 4)
+    assert third["time_limit"]["max_minutes"] > 50  # 60 minutes less the reserve
     assert [h["to_iteration"] for h in third["history"]] == [1, 2, 4]
 
     a = load_checkpoint(tmp_path / "straight" / "protocol" / "latest.pt")
@@ -132,3 +138,18 @@ def test_protocol_stopped_and_resumed_equals_uninterrupted(tmp_path, monkeypatch
             for k in ra:
                 assert ra[k] == pytest.approx(rb[k], rel=1e-3, abs=1e-4), (ra["iteration"], k)
     assert third["summary"]["test"]["dice"] == pytest.approx(straight["summary"]["test"]["dice"], abs=1e-4 if floor else 0)
+
+
+def test_time_limit_keeps_the_final_evaluation_only_when_the_end_is_within_reach():
+    from types import SimpleNamespace
+
+    from benchmarks.session_protocol import time_limit
+    t = SimpleNamespace(iterations=30_000, val_every=500)
+    kw = dict(val_seconds=15.0, finish_seconds=300.0, margin=60.0)
+    # 0.05 s/it: 1 000 iterations (50 s, 2 validations) fit an hour easily: reserve the evaluation.
+    near = time_limit(t, 29_000, 3600.0, s_per_it=0.05, **kw)
+    assert near["end_within_reach"] and near["reserve_s"] == pytest.approx(375.05, abs=0.1)
+    # 30 000 iterations at 0.05 s/it (1 500 s + 60 validations) do not fit 20 minutes.
+    far = time_limit(t, 0, 1200.0, s_per_it=0.05, **kw)
+    assert not far["end_within_reach"] and far["max_minutes"] == round((1200.0 - 75.05) / 60.0, 3)
+    assert time_limit(t, 0, 1200.0, s_per_it=None, **kw)["end_within_reach"]  # unknown pace: reserve
