@@ -32,9 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "configs" / "crossmatch.yaml"
 RUN_DIR_NAME = "protocol"
 HISTORY = "session_history.json"
-# Keys the Trainer lets differ between a run and its resumption (train.RESUME_FREE_KEYS):
-# the only overrides applied to a resumed run's saved config.
-RESUME_OVERRIDES = ("train.device", "train.threads", "train.progress")
 
 
 # The end counts as within reach this session when a run this much faster than the
