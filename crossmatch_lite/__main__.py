@@ -1,4 +1,4 @@
-"""Command line: `crossmatch-lite train|evaluate|predict|keys|download|grid|book` (also
+"""Command line: `crossmatch-lite train|evaluate|predict|keys|download|grid|book|results` (also
 `python -m crossmatch_lite ...`)."""
 from __future__ import annotations
 
@@ -122,7 +122,8 @@ def cmd_predict(args) -> int:
 # for, so `train` never loads the download, grid or book machinery.
 TOOLS = {"download": ("data_download.__main__", "fetch and prepare a real dataset (acdc, isic2018, la, check)"),
          "grid": ("ablations.cli", "run, inspect or report an ablation grid (run, status, report)"),
-         "book": ("crossmatch_lite.tutorial.book", "build the tutorial book (build [--smoke])")}
+         "book": ("crossmatch_lite.tutorial.book", "build the tutorial book (build [--smoke])"),
+         "results": ("crossmatch_lite.tutorial.results", "results files -> docs/results.md (render, check, add)")}
 
 
 def _parser() -> argparse.ArgumentParser:

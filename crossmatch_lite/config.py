@@ -65,6 +65,9 @@ class DataConfig:
     size: int = knob(256, "square training size in pixels, a multiple of 16 (official crop_size: a resize)",
                      Range(16))
     split_file: Optional[str] = knob(None, "JSON split written by an earlier run (split.json), to reuse it")
+    isic_split: Literal["carved", "official"] = knob(
+        "carved", "isic2018 without split_file: carved (the committed 7:1:2 split of the training ids) or "
+        "official (all of train.h5; val.h5 and test.h5 as val and test)")
     cache: bool = knob(True, "keep the resized training arrays in <root>/cache for fast reloads")
     patch: list = knob([112, 112, 80], "3D: training crop (x, y, z) in voxels, multiples of 16", Range(16))
     downsample: int = knob(1, "3D: shrink every volume by this factor first (la_cpu: 2)", COUNT)

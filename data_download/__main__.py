@@ -63,8 +63,9 @@ def parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("isic2018", help="ISIC 2018 Task 1 -> DEST/<split>.h5")
     i.add_argument("--dest", type=Path, required=True)
-    i.add_argument("--splits", default="train,val,test",
-                   help="comma-separated subset of train,val,test (default: all three)")
+    i.add_argument("--splits", default=None,
+                   help="comma-separated subset of train,val,test, each required (default: train, "
+                        "plus val and test where the source has them)")
     i.add_argument("--size", type=int, default=256, help="output side length in pixels (default 256)")
     i.add_argument("--cleanup", action="store_true",
                    help="delete the downloaded zips after a split is written")
@@ -100,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
                                progress=not args.quiet, cleanup=args.cleanup)
             (acdc.run_h5 if args.source == "h5" else acdc.run_official)(opt)
         elif args.command == "isic2018":
-            splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+            given = args.splits is not None
+            splits = [s.strip() for s in (args.splits if given else "train,val,test").split(",") if s.strip()]
             opt = isic.Options(dest=args.dest, splits=splits, size=args.size, mirror=args.mirror,
                                retries=args.retries, backoff=args.backoff,
-                               progress=not args.quiet, cleanup=args.cleanup)
+                               progress=not args.quiet, cleanup=args.cleanup,
+                               optional=() if given else ("val", "test"))
             isic.run(opt)
         elif args.command == "la":
             la.run(la.Options(dest=args.dest, mirror=args.mirror, retries=args.retries,

@@ -175,7 +175,8 @@ def fetch(
                               register_hint, extra_space, progress, on_chunk, log)
         except NotFound as e:
             missing.append(str(e))
-    raise DataDownloadError(
+    # NotFound (a DataDownloadError): a caller may treat a file the source lacks as optional.
+    raise NotFound(
         f"could not find {dest.name} at any of: " + "; ".join(missing)
         + ". Check the --mirror URL (it should hold the file at one of those paths)."
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import isic_convert, sources
-from .errors import DataDownloadError
+from .errors import DataDownloadError, NotFound
 from .fsutil import Markers, ensure_writable, remove_stale_tmp
 from .http_fetch import fetch, join_url
 
@@ -23,6 +23,10 @@ FORMAT_VERSION = 1
 class Options:
     dest: Path
     splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])
+    # Splits skipped, with one line, when the source lacks their zips: the default download
+    # asks for val and test, but a Training-only mirror is enough (the reader's committed
+    # split carves val and test from the training images).
+    optional: tuple[str, ...] = ()
     size: int = 256
     mirror: str | None = None
     retries: int = 5
@@ -54,7 +58,15 @@ def run(opt: Options) -> dict:
     opt.log(sources.ISIC_CITATION)
     results = {}
     for split in opt.splits:
-        results[split] = run_split(split, dest, markers, opt)
+        try:
+            results[split] = run_split(split, dest, markers, opt)
+        except NotFound as e:
+            if split not in opt.optional:
+                raise
+            opt.log(f"skipping {split}: {e.args[0].split('. Check')[0]}. The default split (carved from the "
+                    f"training images) does not need it; --splits {split} makes it required")
+    if not results:
+        raise DataDownloadError(f"none of the splits {', '.join(opt.splits)} is on the source")
     opt.log("ISIC 2018 ready: " + ", ".join(
         f"{dest / (s + '.h5')} ({r['pairs']} pairs)" for s, r in results.items()))
     return results

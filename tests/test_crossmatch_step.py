@@ -216,6 +216,9 @@ CPU_BUDGET = {"data.size", "train.iterations", "train.batch_size", "train.val_ev
 PRESET_DIFFS["acdc_cpu"] = CPU_BUDGET
 PRESET_DIFFS["acdc_cpu_precise_bn"] = CPU_BUDGET | {"preset", "eval.bn"}  # never named plain "crossmatch"
 PRESET_DIFFS["acdc_cpu_supervised"] = CPU_BUDGET | PRESET_DIFFS["supervised"]
+PRESET_DIFFS["isic_cpu"] = CPU_BUDGET | {"data.name", "data.root", "data.labeled"}
+PRESET_DIFFS["isic_cpu_supervised"] = PRESET_DIFFS["isic_cpu"] | PRESET_DIFFS["supervised"]
+PRESET_DIFFS["isic_cpu_fully_supervised"] = PRESET_DIFFS["isic_cpu_supervised"]
 
 
 def test_crossmatch_preset_is_the_official_configuration():

@@ -89,6 +89,19 @@ def test_plain_folder_mirror_several_splits(bucket, tmp_path):
     assert load(tmp_path / "ISIC" / "val.h5")["ids"] == ["ISIC_0000100", "ISIC_0000101"]
 
 
+def test_default_download_skips_the_splits_a_training_only_mirror_lacks(bucket, tmp_path, capsys):
+    server, _ = bucket  # train and val zips, no test zips
+    dest = tmp_path / "ISIC"
+    assert main(["isic2018", "--dest", str(dest), "--mirror", server.url, "--size", "16", "--quiet"]) == 0
+    assert (dest / "train.h5").is_file() and (dest / "val.h5").is_file() and not (dest / "test.h5").exists()
+    err = capsys.readouterr().err
+    assert "skipping test: could not find ISIC2018_Task1_Test_GroundTruth.zip" in err
+    # Named on the command line, a split is required.
+    assert main(["isic2018", "--dest", str(dest), "--mirror", server.url, "--size", "16", "--quiet",
+                 "--splits", "train,test"]) == 1
+    assert "could not find ISIC2018_Task1_Test_GroundTruth.zip" in capsys.readouterr().err
+
+
 def test_rerun_skips_and_new_size_redoes(bucket, tmp_path):
     server, _ = bucket
     dest = tmp_path / "ISIC"

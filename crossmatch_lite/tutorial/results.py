@@ -1,0 +1,340 @@
+"""Results files and the tables of docs/results.md rendered from them.
+
+A results file (docs/results/<name>.jsonl) holds one JSON object per line:
+
+    {"kind": "header", "layout": ..., "about": ...}   first line: the table's layout, and what
+                                                      its rows are and where they come from
+    {"kind": "run", ...}        one finished run, appended from its run folder by `add`:
+                                label, config, overrides, seed, split, evaluations
+                                {"best_running": {"test_dice": 54.8, ...}, ...}, CPU and wall
+                                seconds, device, hardware, torch, commit, date
+    {"kind": "aggregate", ...}  one table row as published, for runs whose per-run values are
+                                not in the repository: label, checkpoint, bn and metrics
+                                {"test_dice": [mean, sd], "test_dice_RV": mean,
+                                 "test_n_empty": [per seed], "test_dice_delta": [d, lo, hi]}
+
+Dice and Jaccard are in %, distances in the unit their key names. Runs of one label are
+averaged over their seeds (mean ± sd, sd with n - 1). In docs/results.md each generated
+table sits between `<!-- results: results/<name>.jsonl -->` and `<!-- /results -->`, and
+tests/test_results.py fails when a table and its file disagree.
+
+    python -m crossmatch_lite.tutorial.results render [--write]   # print, or rewrite the doc
+    python -m crossmatch_lite.tutorial.results check              # exit 1 on a stale table
+    python -m crossmatch_lite.tutorial.results add RUN --to docs/results/isic_cpu.jsonl \\
+        --config configs/isic_cpu.yaml                            # append a finished run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DOC = Path("docs/results.md")
+MARKER = re.compile(r"<!-- results: (?P<file>\S+) -->\n(?P<body>.*?)<!-- /results -->", re.S)
+
+
+@dataclass(frozen=True)
+class Col:
+    header: str
+    kind: str  # label, checkpoint, bn, pm, pm_pen, mean, delta, per_seed, minutes
+    key: str = ""
+    bold: str = ""  # "all" rows, or "official" (best checkpoint, running statistics) rows
+
+
+EVALS_4 = [("best", "running"), ("latest", "running"), ("best", "precise"), ("latest", "precise")]
+# name -> (columns, evaluations shown for runs, rows grouped by "run" or by "evaluation")
+LAYOUTS = {
+    "quick_grid": ([Col("variant", "label"), Col("Dice", "pm", "test_dice"),
+                    Col("Δ vs supervised (paired, 95 % CI)", "delta", "test_dice"),
+                    Col("RV", "mean", "test_dice_RV"), Col("Myo", "mean", "test_dice_Myo"),
+                    Col("LV", "mean", "test_dice_LV")], [("best", "running")], "run"),
+    "acdc_cpu": ([Col("run", "label"), Col("checkpoint", "checkpoint"), Col("BatchNorm", "bn"),
+                  Col("val Dice", "pm", "val_dice"), Col("test Dice", "pm", "test_dice", "all"),
+                  Col("RV", "pm", "test_dice_RV"), Col("Myo", "pm", "test_dice_Myo"),
+                  Col("LV", "pm", "test_dice_LV"), Col("HD95 mm (penalised)", "pm_pen", "test_hd95_mm"),
+                  Col("ASD mm (penalised)", "pm_pen", "test_asd_mm"), Col("empty", "per_seed", "test_n_empty")],
+                 EVALS_4, "run"),
+    "la_cpu": ([Col("run", "label"), Col("checkpoint", "checkpoint"), Col("BatchNorm", "bn"),
+                Col("val Dice", "pm", "val_dice"), Col("test Dice", "pm", "test_dice", "official"),
+                Col("Jaccard", "pm", "test_jaccard"), Col("HD95 vox", "pm", "test_hd95_vox"),
+                Col("ASD vox", "pm", "test_asd_vox"), Col("HD95 mm", "pm", "test_hd95_mm"),
+                Col("ASD mm", "pm", "test_asd_mm")], EVALS_4[:3], "evaluation"),
+    "isic_cpu": ([Col("run", "label"), Col("checkpoint", "checkpoint"), Col("BatchNorm", "bn"),
+                  Col("val Dice", "pm", "val_dice"), Col("test Dice", "pm", "test_dice", "official"),
+                  Col("Jaccard", "pm", "test_jaccard"), Col("HD95 px (penalised)", "pm_pen", "test_hd95_vox"),
+                  Col("ASD px (penalised)", "pm_pen", "test_asd_vox"), Col("empty", "per_seed", "test_n_empty"),
+                  Col("CPU min", "minutes", "cpu_seconds")], EVALS_4, "run"),
+}
+
+
+# ------------------------------------------------------------------ files
+def read_results(path: str | Path) -> tuple[dict, list[dict]]:
+    """(header, records) of a results file."""
+    lines = [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]
+    if not lines or lines[0].get("kind") != "header" or lines[0].get("layout") not in LAYOUTS:
+        raise ValueError(f"{path}: the first line must be a header naming a layout ({', '.join(LAYOUTS)})")
+    return lines[0], lines[1:]
+
+
+def append_record(path: str | Path, record: dict) -> None:
+    header, records = read_results(path)  # refuses a file that is not a results file
+    same = [r for r in records if r.get("kind") == "run" and r.get("label") == record["label"]
+            and r.get("seed") == record["seed"]]
+    if same:
+        raise ValueError(f"{path} already holds {record['label']} seed {record['seed']} (run "
+                         f"{same[0].get('run')}); remove that line first to replace it")
+    with open(path, "a") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+# ------------------------------------------------------------------ rows
+def table_rows(header: dict, records: list[dict]) -> list[dict]:
+    """Aggregates as they are; runs grouped by label and evaluation, seeds sorted."""
+    _, evals, major = LAYOUTS[header["layout"]]
+    rows = [dict(r) for r in records if r.get("kind") == "aggregate"]
+    runs = sorted((r for r in records if r.get("kind") == "run"), key=lambda r: r["seed"])
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    keys = [(lab, ev) for lab in labels for ev in evals] if major == "run" else \
+        [(lab, ev) for ev in evals for lab in labels]
+    for label, (ckpt, bn) in keys:
+        mine = [{**r["evaluations"][f"{ckpt}_{bn}"], "seed": r["seed"], "cpu_seconds": r.get("cpu_seconds")}
+                for r in runs if r["label"] == label and f"{ckpt}_{bn}" in r["evaluations"]]
+        if mine:
+            rows.append({"label": label, "checkpoint": ckpt, "bn": bn, "runs": mine})
+    return rows
+
+
+def _values(row: dict, key: str) -> list:
+    return [r[key] for r in row["runs"] if r.get(key) is not None]
+
+
+def paired_delta(row: dict, key: str, rows: list[dict], baseline: str | None) -> list | None:
+    """Mean paired difference to the baseline's run of the same seed, with a 95 % t interval."""
+    from scipy import stats
+
+    base = next((r for r in rows if r["label"] == baseline and r.get("checkpoint") == row["checkpoint"]
+                 and r.get("bn") == row["bn"] and "runs" in r), None)
+    if base is None or base is row:
+        return None
+    theirs = {r["seed"]: r.get(key) for r in base["runs"]}
+    diffs = [r[key] - theirs[r["seed"]] for r in row["runs"] if theirs.get(r["seed"]) is not None]
+    if len(diffs) < 2:
+        return [float(np.mean(diffs)), None, None] if diffs else None
+    d, half = np.mean(diffs), stats.t.ppf(0.975, len(diffs) - 1) * np.std(diffs, ddof=1) / np.sqrt(len(diffs))
+    return [float(d), float(d - half), float(d + half)]
+
+
+def value(row: dict, col: Col, rows: list[dict], header: dict):
+    """A column's value for one row: stored (aggregate) or computed over the row's runs."""
+    if col.kind in ("label", "checkpoint", "bn"):
+        return row.get(col.kind, "")
+    if "metrics" in row:
+        return row["metrics"].get(col.key + "_delta" if col.kind == "delta" else col.key)
+    if col.kind == "delta":
+        return paired_delta(row, col.key, rows, header.get("baseline"))
+    vals = _values(row, col.key)
+    if not vals:
+        return None
+    if col.kind == "per_seed":
+        return vals
+    if col.kind in ("mean", "minutes"):
+        return float(np.mean(vals))
+    return [float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else None]
+
+
+# ------------------------------------------------------------------ formatting
+def _num(v) -> str:
+    return f"{v:.1f}"
+
+
+def _signed(v: float) -> str:
+    return ("+" if v >= 0 else "−") + _num(abs(v))
+
+
+def _pm(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, (list, tuple)):
+        return _num(v[0]) + (f" ± {_num(v[1])}" if len(v) > 1 and v[1] is not None else "")
+    return _num(v)
+
+
+def _delta(v) -> str:
+    if v is None:
+        return "–"
+    return _signed(v[0]) + (f" [{_signed(v[1])}, {_signed(v[2])}]" if v[1] is not None else "")
+
+
+def cell(col: Col, row: dict, rows: list[dict], header: dict) -> str:
+    v = value(row, col, rows, header)
+    if col.kind in ("label", "checkpoint", "bn"):
+        text = str(v)
+    elif col.kind == "pm_pen":
+        pen = value(row, Col("", "pm", col.key + "_pen"), rows, header)
+        text = "–" if v is None and pen is None else f"{_pm(v)} ({_pm(pen)})"
+    elif col.kind == "delta":
+        text = _delta(v)
+    elif col.kind == "per_seed":
+        text = "–" if v is None else "/".join(str(int(x)) for x in v)
+    elif col.kind == "minutes":
+        text = "–" if v is None else _num(v / 60)
+    else:
+        text = _pm(v)
+    official = row.get("checkpoint") == "best" and row.get("bn") == "running"
+    bold = col.bold == "all" or (col.bold == "official" and official)
+    return f"**{text}**" if bold and text != "–" else text
+
+
+def render_file(path: str | Path) -> str:
+    """The markdown table of one results file (a one-line note while it has no rows)."""
+    header, records = read_results(path)
+    columns = LAYOUTS[header["layout"]][0]
+    rows = table_rows(header, records)
+    if not rows:
+        return f"_Not yet run at the preset's budget: no rows in `{Path(path).name}`._\n"
+    lines = ["| " + " | ".join(c.header for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, r, rows, header) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ the doc
+def render_doc(text: str, base: Path) -> str:
+    """The doc with every marked table rendered again from its results file."""
+    return MARKER.sub(lambda m: f"<!-- results: {m['file']} -->\n{render_file(base / m['file'])}"
+                                f"<!-- /results -->", text)
+
+
+def stale_tables(doc: str | Path = DOC) -> list[str]:
+    """The results files whose table in the doc differs from what they render."""
+    doc = Path(doc)
+    text = doc.read_text()
+    return [m["file"] for m in MARKER.finditer(text) if m["body"] != render_file(doc.parent / m["file"])]
+
+
+# ------------------------------------------------------------------ a run folder -> a record
+MACHINE_KEYS = {"data.root", "data.cache", "train.seed", "train.threads", "train.device", "train.progress"}
+
+
+def flat_metrics(part: dict) -> dict:
+    """{"dice": {"RV": .5, "mean": .6}, "n_empty": 3} -> {"dice": 60.0, "dice_RV": 50.0, "n_empty": 3}."""
+    out = {}
+    for metric, entry in part.items():
+        if metric == "n_empty" and isinstance(entry, int):
+            out[metric] = entry
+        if not isinstance(entry, dict) or "mean" not in entry:
+            continue
+        scale = 100.0 if metric in ("dice", "jaccard") else 1.0
+        for cls, v in entry.items():
+            if v is not None:
+                out[metric if cls == "mean" else f"{metric}_{cls}"] = round(scale * v, 4)
+    return out
+
+
+def overrides_of(run_cfg: dict, preset: str | Path) -> list[str]:
+    """The keys where the run differs from its preset, as --set arguments (machine keys left out)."""
+    import yaml
+
+    from ..config import flatten, load_config, to_dict
+
+    base = flatten(to_dict(load_config(preset)))
+    ours = flatten(run_cfg)
+    return [f"{k}={yaml.safe_dump(ours[k], default_flow_style=True).strip().removesuffix('...').strip()}"
+            for k in base if k in ours and ours[k] != base[k] and k not in MACHINE_KEYS]
+
+
+def run_record(run: Path, preset: str | Path, label: str | None = None, hardware: str | None = None,
+               commit: str | None = None) -> dict:
+    """One results-file record from a finished run folder (summary.json, config.yaml, split.json)."""
+    import datetime
+
+    import torch
+    import yaml
+
+    summary = json.loads((run / "summary.json").read_text())
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    split = json.loads((run / "split.json").read_text()) if (run / "split.json").exists() else {}
+    overrides = overrides_of(cfg, preset)
+    evaluations = {ev: {f"{part}_{k}": v for part in ("val", "test") for k, v in flat_metrics(res[part]).items()}
+                   for ev, res in summary["evaluations"].items()}
+    return {"kind": "run", "label": label or " ".join([f"`{Path(preset).stem}`", *overrides]),
+            "config": Path(preset).as_posix(), "overrides": overrides, "seed": cfg["train"]["seed"],
+            "dataset": summary["dataset"], "split": split.get("split_source", "default"),
+            "sizes": {k: len(split[k]) for k in ("labeled", "unlabeled", "val", "test") if k in split},
+            "run": run.name, "iterations": summary["iterations"], "best_iteration": summary["best_iteration"],
+            "headline": summary["headline"], "evaluations": evaluations,
+            "cpu_seconds": summary.get("train_cpu_seconds"), "wall_seconds": summary.get("train_seconds"),
+            "device": summary.get("device"), "hardware": hardware or machine(), "torch": torch.__version__,
+            "commit": commit or git_commit(), "date": datetime.date.today().isoformat()}
+
+
+def machine() -> str:
+    """CPU model and the cores this process may use, e.g. 'AMD EPYC 9R14, 2 cores'."""
+    import platform
+
+    from ..run.runtime import available_cores
+
+    model = platform.processor()
+    try:
+        model = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                     if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model or 'unknown CPU'}, {available_cores()} cores"
+
+
+def git_commit() -> str | None:
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+# ------------------------------------------------------------------ command line
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="crossmatch-lite results", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("render", help="print the tables, or rewrite them in the doc with --write")
+    r.add_argument("--doc", type=Path, default=DOC)
+    r.add_argument("--write", action="store_true")
+    c = sub.add_parser("check", help="exit 1 when a table of the doc differs from its results file")
+    c.add_argument("--doc", type=Path, default=DOC)
+    a = sub.add_parser("add", help="append a finished run folder's summary to a results file")
+    a.add_argument("run", type=Path)
+    a.add_argument("--to", type=Path, required=True, help="the results file (docs/results/<name>.jsonl)")
+    a.add_argument("--config", required=True, help="the preset the run was started from")
+    a.add_argument("--label", help="the row's label (default: the preset and the run's overrides)")
+    a.add_argument("--hardware", help="where the run trained (default: this machine)")
+    a.add_argument("--commit", help="the commit it trained at (default: this checkout's HEAD)")
+    args = ap.parse_args(argv)
+    if args.cmd == "add":
+        record = run_record(args.run, args.config, args.label, args.hardware, args.commit)
+        append_record(args.to, record)
+        print(f"added {record['label']} seed {record['seed']} to {args.to}; then: render --write")
+        return 0
+    if args.cmd == "check":
+        stale = stale_tables(args.doc)
+        for name in stale:
+            print(f"{args.doc}: the table of {name} differs from the file; run `render --write`", file=sys.stderr)
+        return 1 if stale else 0
+    text = args.doc.read_text()
+    if args.write:
+        args.doc.write_text(render_doc(text, args.doc.parent))
+        return 0
+    for m in MARKER.finditer(text):
+        print(f"{m['file']}:\n{render_file(args.doc.parent / m['file'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

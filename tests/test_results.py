@@ -1,0 +1,84 @@
+"""docs/results.md's tables against their results files, and runs feeding those files."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from crossmatch_lite.config import load_config, save_config
+from crossmatch_lite.tutorial import results as R
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_table_of_results_md_matches_its_results_file():
+    text = (ROOT / "docs/results.md").read_text()
+    files = [m["file"] for m in R.MARKER.finditer(text)]
+    assert files == ["results/quick_grid.jsonl", "results/acdc_cpu.jsonl", "results/la_cpu.jsonl",
+                     "results/isic_cpu.jsonl"]
+    assert R.stale_tables(ROOT / "docs/results.md") == [], \
+        "docs/results.md is stale: run `python -m crossmatch_lite.tutorial.results render --write`"
+
+
+def test_a_number_changed_in_a_results_file_is_caught(tmp_path):
+    shutil.copy(ROOT / "docs/results.md", tmp_path / "results.md")
+    shutil.copytree(ROOT / "docs/results", tmp_path / "results")
+    path = tmp_path / "results/acdc_cpu.jsonl"
+    path.write_text(path.read_text().replace('"test_dice": [54.8, 1.2]', '"test_dice": [54.9, 1.2]', 1))
+    assert R.stale_tables(tmp_path / "results.md") == ["results/acdc_cpu.jsonl"]
+    assert R.main(["check", "--doc", str(tmp_path / "results.md")]) == 1
+    assert R.main(["render", "--write", "--doc", str(tmp_path / "results.md")]) == 0
+    assert "**54.9 ± 1.2**" in (tmp_path / "results.md").read_text() and R.stale_tables(tmp_path / "results.md") == []
+
+
+def fake_run(folder: Path, preset: str, seed: int, test_dice: float, overrides=()) -> Path:
+    """A run folder as Trainer.finish writes it, with chosen numbers."""
+    folder.mkdir(parents=True)
+    save_config(load_config(ROOT / preset, [f"train.seed={seed}", "data.root=/somewhere", *overrides]),
+                folder / "config.yaml")
+    part = {"n_cases": 4, "dice": {"lesion": test_dice, "mean": test_dice},
+            "jaccard": {"lesion": test_dice - 0.1, "mean": test_dice - 0.1}, "n_empty": seed,
+            "hd95_vox": {"lesion": 10.0, "mean": 10.0}, "hd95_vox_pen": {"lesion": 20.0, "mean": 20.0}}
+    evaluation = {"val": {"n_cases": 2, "dice": {"lesion": 0.5, "mean": 0.5}}, "test": part}
+    summary = {"preset": "crossmatch", "dataset": "isic2018", "labeled": 0.05, "iterations": 1000,
+               "best_iteration": 750, "train_seconds": 1500.0, "train_cpu_seconds": 1260.0 + 60 * seed,
+               "device": "cpu", "headline": "best_running",
+               "evaluations": {k: evaluation for k in ("best_running", "latest_running", "best_precise",
+                                                       "latest_precise")}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "split.json").write_text(json.dumps({"labeled": ["a"], "unlabeled": ["b", "c"], "val": ["d"],
+                                                   "test": ["e"], "split_source": "carved"}))
+    return folder
+
+
+def test_runs_added_from_their_folders_render_mean_sd_and_per_seed_values(tmp_path, capsys):
+    target = tmp_path / "isic.jsonl"
+    shutil.copy(ROOT / "docs/results/isic_cpu.jsonl", target)
+    for seed, dice in ((0, 0.80), (1, 0.82)):
+        run = fake_run(tmp_path / f"cm_s{seed}", "configs/isic_cpu.yaml", seed, dice, ["train.iterations=1000"])
+        assert R.main(["add", str(run), "--to", str(target), "--config", str(ROOT / "configs/isic_cpu.yaml"),
+                       "--hardware", "2-core test CPU", "--commit", "abc1234"]) == 0
+    header, records = R.read_results(target)
+    rec = records[0]
+    assert (rec["label"], rec["overrides"], rec["seed"], rec["split"]) == (
+        "`isic_cpu` train.iterations=1000", ["train.iterations=1000"], 0, "carved")
+    assert rec["evaluations"]["best_running"]["test_dice"] == 80.0 and rec["commit"] == "abc1234"
+    assert "/somewhere" not in target.read_text()  # machine paths stay out of the record
+    table = R.render_file(target)
+    assert ("| `isic_cpu` train.iterations=1000 | best | running | 50.0 ± 0.0 | **81.0 ± 1.4** | 71.0 ± 1.4 | "
+            "10.0 ± 0.0 (20.0 ± 0.0) | – | 0/1 | 21.5 |") in table
+    with pytest.raises(ValueError, match="already holds"):
+        R.append_record(target, rec)
+
+
+def test_grid_layout_computes_the_paired_difference_with_its_interval(tmp_path):
+    target = tmp_path / "grid.jsonl"
+    target.write_text(json.dumps({"kind": "header", "layout": "quick_grid", "baseline": "sup"}) + "\n")
+    for label, dices in (("sup", (0.70, 0.72)), ("cm", (0.80, 0.85))):
+        for seed, dice in enumerate(dices):
+            run = fake_run(tmp_path / f"{label}{seed}", "configs/isic_cpu.yaml", seed, dice)
+            R.append_record(target, R.run_record(run, ROOT / "configs/isic_cpu.yaml", label=label,
+                                                 hardware="x", commit="y"))
+    lines = R.render_file(target).splitlines()
+    assert lines[2] == "| sup | 71.0 ± 1.4 | – | – | – | – |"
+    assert lines[3] == "| cm | 82.5 ± 3.5 | +11.5 [−7.6, +30.6] | – | – | – |"
