@@ -2,11 +2,13 @@
 IEEE JBHI 2024, arXiv:2405.00354) for teaching and honest ablations."""
 import os
 
-# OpenMP threads that spin while waiting take cores another process needs: with one of two
-# cores busy elsewhere, a training step ran 3-5x slower with the default (active) waiting
-# than with passive waiting (docs/speed.md). Read when torch loads OpenMP, so it is set
-# before anything of the package imports torch; a value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP (libgomp, as torch's CPU wheels use) keeps idle threads spinning for 300,000 turns
+# before they sleep; when another process holds a core, the spinning threads take its time
+# from the working ones. A bounded spin keeps the idle speed and gives the core back: with
+# one of two cores busy a step took 5.4 s instead of 2.0 s by default, idle 0.57 s either
+# way (docs/speed.md). Read when torch loads OpenMP, so it is set before anything of the
+# package imports torch; a value the user set is kept.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from .config import Config, ConfigError, load_config  # noqa: E402
 
