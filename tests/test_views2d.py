@@ -339,3 +339,14 @@ def test_channels_last_step_equals_reference_formulation():
     for name, value in ref.items():
         if name != "loss":
             assert out.terms[name] == pytest.approx(value.item(), abs=1e-5), name
+
+
+def test_unlabeled_weak_views_go_through_8_bit_as_the_official_pipeline():
+    """The trainer's unlabeled weak view (Views2D.weak_unlabeled) is the 8-bit PIL round
+    trip of the official loader: every value on the 1/255 grid; the labeled view is not."""
+    images = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    views = V.views_for(2)
+    u = views.weak_unlabeled(images, torch.Generator().manual_seed(1))
+    assert torch.equal(u, torch.floor(u * 255.0) / 255.0)
+    x, _ = views.weak(images, torch.zeros(4, 32, 32, dtype=torch.long), torch.Generator().manual_seed(1))
+    assert not torch.equal(x, torch.floor(x * 255.0) / 255.0)
