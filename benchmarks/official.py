@@ -38,7 +38,9 @@ def checkout_commit(checkout: Path) -> str:
     return out.stdout.strip() or "unknown"
 
 
-def _stub_modules() -> dict[str, types.ModuleType]:
+def stub_modules() -> dict[str, types.ModuleType]:
+    """Stand-ins for the modules the official scripts import but never need on one CPU
+    (tensorboardX, torchvision's transforms and grid, medpy where it is missing)."""
     tbx = types.ModuleType("tensorboardX")
 
     class SummaryWriter:
@@ -93,7 +95,7 @@ def official_code(code_dir: str | Path, stubs: bool = True) -> Iterator[Callable
     if not code_dir.is_dir():
         raise FileNotFoundError(f"{code_dir} is not a folder; pass a checkout of AiEson/CrossMatch "
                                 "(git clone https://github.com/AiEson/CrossMatch)")
-    fakes = _stub_modules() if stubs else {}
+    fakes = stub_modules() if stubs else {}
     names = _own_names(code_dir) | {k.split(".")[0] for k in fakes}
     set_aside = _pop(names)
     cuda = (torch.nn.Module.cuda, torch.Tensor.cuda)

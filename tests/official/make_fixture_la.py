@@ -54,9 +54,11 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parents[1])]  # run as a script: its helpers and the project
 from lattice import digest, lattice_init, signs  # noqa: E402
 from tape import DropoutTape  # noqa: E402
+
+from benchmarks.official import stub_modules  # noqa: E402
 
 CHANNELS = [4, 8, 16, 32, 64]
 N_FILTERS = 4
@@ -93,38 +95,7 @@ def install_stubs() -> None:
     torch.nn.Module.cuda = lambda self, *a, **k: self
     torch.Tensor.cuda = lambda self, *a, **k: self
 
-    tbx = types.ModuleType("tensorboardX")
-
-    class SummaryWriter:
-        def __init__(self, *a, **k):
-            pass
-
-        def __getattr__(self, name):  # add_scalar, add_image, close
-            return lambda *a, **k: None
-
-    tbx.SummaryWriter = SummaryWriter
-    tv, tv_t, tv_u = (types.ModuleType(n) for n in ("torchvision", "torchvision.transforms", "torchvision.utils"))
-
-    class Compose:
-        def __init__(self, transforms):
-            self.transforms = transforms
-
-        def __call__(self, sample):
-            for t in self.transforms:
-                sample = t(sample)
-            return sample
-
-    tv_t.Compose = Compose
-    tv_u.make_grid = lambda tensor, *a, **k: tensor
-    tv.transforms, tv.utils = tv_t, tv_u
-    sys.modules.update({"tensorboardX": tbx, "torchvision": tv, "torchvision.transforms": tv_t,
-                        "torchvision.utils": tv_u})
-    try:
-        import medpy.metric  # noqa: F401
-    except ImportError:
-        medpy, metric = types.ModuleType("medpy"), types.ModuleType("medpy.metric")
-        medpy.metric = metric
-        sys.modules.update({"medpy": medpy, "medpy.metric": metric})
+    sys.modules.update(stub_modules())
 
 
 def make_batch(seed: int, obtain_cutmix_box) -> tuple[dict[str, torch.Tensor], int]:
