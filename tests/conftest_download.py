@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-from sample_data import SAMPLE_DATA as SHARED  # noqa: E402
+from sample_data import SAMPLE_DATA as SHARED  # noqa: E402,F401  (the download tests read H.SHARED)
 
 
 class Server:

@@ -21,7 +21,6 @@ from crossmatch_lite.features import drop_features
 from crossmatch_lite.losses import DiceSpec, masked_dice_loss
 from crossmatch_lite.models import build_model
 from crossmatch_lite.train import Trainer, conf_threshold, train
-from crossmatch_lite.models.vnet import VNet
 from killing import train_until_killed_at
 
 TOY = ["train.threads=1", "train.progress=false", "train.amp=off"]
