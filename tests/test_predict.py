@@ -57,10 +57,17 @@ def test_masks_of_the_runs_own_cases_are_the_ones_its_scores_counted(nifti_run, 
     assert f"{len(cases)} of {len(cases)} file(s) segmented" in capsys.readouterr().out
 
 
-def test_png_inputs_of_any_size_give_masks_at_their_size(tmp_path, capsys):
-    root = write_example_folder(tmp_path / "png", 6)
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def png_run(tmp_path_factory):
+    """A tiny run on a PNG folder dataset: (its data folder, the run folder)."""
+    root = write_example_folder(tmp_path_factory.mktemp("png"), 6)
+    run = tmp_path_factory.mktemp("runs") / "png"
     train_cli(run, "data.name=folder", f"data.root={root}", "data.labeled=2")
+    return root, run
+
+
+def test_png_inputs_of_any_size_give_masks_at_their_size(png_run, tmp_path, capsys):
+    root, run = png_run
     inputs = tmp_path / "in"
     inputs.mkdir()
     Image.open(root / "images" / "case000.png").resize((50, 70)).save(inputs / "odd.png")
@@ -73,10 +80,8 @@ def test_png_inputs_of_any_size_give_masks_at_their_size(tmp_path, capsys):
     assert np.asarray(Image.open(tmp_path / "out" / "odd_overlay.png")).shape == (70, 50, 3)
 
 
-def test_unusable_files_are_one_line_each_and_counted_in_the_exit_status(tmp_path, capsys):
-    root = write_example_folder(tmp_path / "png", 6)
-    run = tmp_path / "run"
-    train_cli(run, "data.name=folder", f"data.root={root}", "data.labeled=2")
+def test_unusable_files_are_one_line_each_and_counted_in_the_exit_status(png_run, tmp_path, capsys):
+    root, run = png_run
     inputs = tmp_path / "in"
     inputs.mkdir()
     Image.open(root / "images" / "case000.png").save(inputs / "good.png")

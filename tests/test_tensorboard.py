@@ -21,6 +21,7 @@ from ablations.runner import prepare_cells
 from crossmatch_lite.config import load_config
 from crossmatch_lite.data import Case, load_data
 from crossmatch_lite.train import Trainer, train
+from killing import train_until_killed_at
 
 TINY = ["data.name=toy_acdc", "data.size=32", "train.batch_size=2", "train.progress=false", "train.threads=1",
         "model.channels=[4,8,16,32,64]", "eval.distances=false", "train.log_every=1",
@@ -74,18 +75,8 @@ def test_events_hold_every_logged_number_and_the_val_pictures(tmp_path, toy_data
 
 def test_a_resumed_run_continues_the_same_curves(tmp_path, toy_data, monkeypatch):
     cfg = load_config("configs/crossmatch.yaml", TINY)
-    real_step, calls = Trainer.train_step, {"n": 0}
-
-    def crashing_step(self):
-        calls["n"] += 1
-        if calls["n"] == 4:  # dies during iteration 4: iteration 3 is in the events, not in latest.pt
-            raise KeyboardInterrupt
-        return real_step(self)
-
-    monkeypatch.setattr(Trainer, "train_step", crashing_step)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "run", data=toy_data)
-    monkeypatch.setattr(Trainer, "train_step", real_step)
+    # Dies during iteration 4: iteration 3 is in the events, not in latest.pt.
+    train_until_killed_at(cfg, tmp_path / "run", toy_data, monkeypatch, 4)
     assert 3 in [e.step for e in events(tmp_path / "run").Scalars("train/loss")]
     # TensorBoard reads event files in name order, and a name starts with the second the
     # file was opened; a real resume is a later process, this one must wait for the next second.
