@@ -186,3 +186,24 @@ print(f"ok: summary.json and figures in {ctx.out}")
 #    start much higher: more pixels teach, but early pseudo-labels are wrong more often.
 # 3. Double `iterations` to 600. Expect the validation Dice to keep rising for CrossMatch;
 #    compare `best_iteration` with the last iteration.
+
+# %% [markdown]
+# ## Real images: ISIC 2018 on a CPU
+#
+# The same notebook trains the real-data preset `configs/isic_cpu.yaml` (skin-lesion
+# photographs, 70 of the 1,400 training images labeled, 128 px, 2000 iterations: about
+# 35 CPU-minutes on one core) and draws its test predictions next to the ground truth in
+# the *Qualitative predictions* figure above. Prepare the data once, then run the preset
+# exactly as written (`apply_convenience = False` keeps the short-hands above from
+# shrinking it):
+#
+# ```bash
+# python -m data_download isic2018 --dest data/ISIC2018
+# papermill notebooks/05_train.ipynb runs/isic_05.ipynb -p config ../configs/isic_cpu.yaml \
+#     -p apply_convenience False -p out_dir runs/isic_05
+# ```
+#
+# `configs/isic_cpu_supervised.yaml` trains the supervised baseline the same way (about
+# 4 CPU-minutes). The ablation grid `ablations/grids/isic_cpu.yaml` runs this notebook once
+# per cell, so every cell's executed copy (`cells/<id>/05_train.ipynb`) shows its own
+# predictions; [docs/results.md](../docs/results.md) has the numbers of these runs.

@@ -65,7 +65,7 @@ def test_runs_added_from_their_folders_render_mean_sd_and_per_seed_values(tmp_pa
     assert rec["evaluations"]["best_running"]["test_dice"] == 80.0 and rec["commit"] == "abc1234"
     assert "/somewhere" not in target.read_text()  # machine paths stay out of the record
     table = R.render_file(target)
-    assert ("| `isic_cpu` train.iterations=1000 | best | running | 50.0 ± 0.0 | **81.0 ± 1.4** | 71.0 ± 1.4 | "
+    assert ("| `isic_cpu` train.iterations=1000 | best | running | 50.0 ± 0.0 | **81.0 ± 1.4** | – | 71.0 ± 1.4 | "
             "10.0 ± 0.0 (20.0 ± 0.0) | – | 0/1 | 21.5 |") in table
     with pytest.raises(ValueError, match="already holds"):
         R.append_record(target, rec)
@@ -82,3 +82,18 @@ def test_grid_layout_computes_the_paired_difference_with_its_interval(tmp_path):
     lines = R.render_file(target).splitlines()
     assert lines[2] == "| sup | 71.0 ± 1.4 | – | – | – | – |"
     assert lines[3] == "| cm | 82.5 ± 3.5 | +11.5 [−7.6, +30.6] | – | – | – |"
+
+
+def test_each_row_is_paired_with_its_own_baseline(tmp_path):
+    """CrossMatch at 10 % is compared with supervised at 10 %, not with the 5 % baseline."""
+    target = tmp_path / "isic.jsonl"
+    target.write_text(json.dumps({"kind": "header", "layout": "isic_grid",
+                                  "baseline": {"cm5": "sup5", "cm10": "sup10"}}) + "\n")
+    for label, dices in (("sup5", (0.70, 0.72)), ("cm5", (0.80, 0.85)), ("sup10", (0.75, 0.76)),
+                         ("cm10", (0.80, 0.82))):
+        for seed, dice in enumerate(dices):
+            run = fake_run(tmp_path / f"{label}{seed}", "configs/isic_cpu.yaml", seed, dice)
+            R.append_record(target, R.run_record(run, ROOT / "configs/isic_cpu.yaml", label=label,
+                                                 hardware="x", commit="y"))
+    deltas = {ln.split(" | ")[0][2:]: ln.split(" | ")[2] for ln in R.render_file(target).splitlines()[2:]}
+    assert deltas == {"sup5": "–", "cm5": "+11.5 [−7.6, +30.6]", "sup10": "–", "cm10": "+5.5 [−0.9, +11.9]"}

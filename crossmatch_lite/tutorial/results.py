@@ -3,7 +3,9 @@
 A results file (docs/results/<name>.jsonl) holds one JSON object per line:
 
     {"kind": "header", "layout": ..., "about": ...}   first line: the table's layout, and what
-                                                      its rows are and where they come from
+                                                      its rows are and where they come from;
+                                                      "baseline" (a label, or {label: label})
+                                                      for the paired-difference column
     {"kind": "run", ...}        one finished run, appended from its run folder by `add`:
                                 label, config, overrides, seed, split, evaluations
                                 {"best_running": {"test_dice": 54.8, ...}, ...}, CPU and wall
@@ -66,9 +68,15 @@ LAYOUTS = {
                 Col("ASD mm", "pm", "test_asd_mm")], EVALS_4[:3], "evaluation"),
     "isic_cpu": ([Col("run", "label"), Col("checkpoint", "checkpoint"), Col("BatchNorm", "bn"),
                   Col("val Dice", "pm", "val_dice"), Col("test Dice", "pm", "test_dice", "official"),
+                  Col("Δ test Dice vs supervised (paired, 95 % CI)", "delta", "test_dice"),
                   Col("Jaccard", "pm", "test_jaccard"), Col("HD95 px (penalised)", "pm_pen", "test_hd95_vox"),
                   Col("ASD px (penalised)", "pm_pen", "test_asd_vox"), Col("empty", "per_seed", "test_n_empty"),
                   Col("CPU min", "minutes", "cpu_seconds")], EVALS_4, "run"),
+    "isic_grid": ([Col("variant", "label"), Col("Dice", "pm", "test_dice"),
+                   Col("Δ vs supervised (paired, 95 % CI)", "delta", "test_dice"),
+                   Col("Jaccard", "pm", "test_jaccard"), Col("HD95 px", "pm", "test_hd95_vox"),
+                   Col("ASD px", "pm", "test_asd_vox"), Col("CPU min", "minutes", "cpu_seconds")],
+                  [("best", "running")], "run"),
 }
 
 
@@ -113,10 +121,15 @@ def _values(row: dict, key: str) -> list:
     return [r[key] for r in row["runs"] if r.get(key) is not None]
 
 
-def paired_delta(row: dict, key: str, rows: list[dict], baseline: str | None) -> list | None:
-    """Mean paired difference to the baseline's run of the same seed, with a 95 % t interval."""
+def paired_delta(row: dict, key: str, rows: list[dict], baseline: str | dict | None) -> list | None:
+    """Mean paired difference to the baseline's run of the same seed, with a 95 % t interval.
+
+    `baseline` is the header's: one label for every row, or {label: its baseline's label}
+    (e.g. CrossMatch at 10 % against supervised at 10 %)."""
     from scipy import stats
 
+    if isinstance(baseline, dict):
+        baseline = baseline.get(row["label"])
     base = next((r for r in rows if r["label"] == baseline and r.get("checkpoint") == row["checkpoint"]
                  and r.get("bn") == row["bn"] and "runs" in r), None)
     if base is None or base is row:
