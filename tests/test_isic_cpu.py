@@ -14,6 +14,7 @@ import conftest_download as H  # noqa: E402
 from crossmatch_lite.__main__ import main  # noqa: E402
 from crossmatch_lite.config import load_config  # noqa: E402
 from crossmatch_lite.data import load_data  # noqa: E402
+from ablations.grid import cell_hash, load_grid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = H.SHARED / "isic2018-2000"
@@ -75,3 +76,16 @@ def test_real_2000_pairs_download_then_two_iterations_of_isic_cpu(tmp_path):
                                  [f"data.root={tmp_path / 'D'}"]).data, seed=0)
     assert (len(full.labeled_idx), len(full.unlabeled_idx)) == (1400, 0)
     assert full.test_cases[0].image.shape == (1, 3, 256, 256)  # scored on the prepared files' grid
+
+
+def test_the_isic_grid_cells_for_supervised_and_crossmatch_are_the_presets_themselves():
+    """docs/results.md takes seeds 0 and 1 of the ISIC table from the CPU grid's cells: that is
+    only true while each cell's resolved config is its preset's, seed for seed."""
+    grid = load_grid(ROOT / "ablations/grids/isic_cpu.yaml", smoke=False)
+    assert [c.axes["variant"] for c in grid.cells[::2]] == ["supervised", "image_only", "feature_only", "crossmatch"]
+    for cell in grid.cells:
+        preset = {"supervised": "isic_cpu_supervised.yaml", "crossmatch": "isic_cpu.yaml"}.get(cell.axes["variant"])
+        if preset:
+            cfg = load_config(ROOT / "configs" / preset, [f"train.seed={cell.axes['seed']}"])
+            assert cell_hash(cfg) == cell.id, (cell.axes, preset)
+    assert load_grid(ROOT / "ablations/grids/isic_cpu.yaml", smoke=True).cells[0].config.train.iterations == 12

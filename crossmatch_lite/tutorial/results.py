@@ -278,7 +278,9 @@ def run_record(run: Path, preset: str | Path, label: str | None = None, hardware
             "config": Path(preset).as_posix(), "overrides": overrides, "seed": cfg["train"]["seed"],
             "dataset": summary["dataset"], "split": split.get("split_source", "default"),
             "sizes": {k: len(split[k]) for k in ("labeled", "unlabeled", "val", "test") if k in split},
-            "run": run.name, "iterations": summary["iterations"], "best_iteration": summary["best_iteration"],
+            # A grid cell's run folder is cells/<id>/run: the cell id names it.
+            "run": run.name if run.name != "run" else f"{run.parent.name}/run",
+            "iterations": summary["iterations"], "best_iteration": summary["best_iteration"],
             "headline": summary["headline"], "evaluations": evaluations,
             "cpu_seconds": summary.get("train_cpu_seconds"), "wall_seconds": summary.get("train_seconds"),
             "device": summary.get("device"), "hardware": hardware or machine(), "torch": torch.__version__,
