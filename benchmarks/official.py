@@ -16,6 +16,8 @@ CPU-only torch beside this package's dependencies: `.cuda()` of modules and tens
 no-op, `tensorboardX` and `torchvision` are modules that do nothing (the scripts use only
 SummaryWriter, transforms.Compose and utils.make_grid), and `medpy` (imported for the final
 evaluation only) is an empty module when it is not installed. These are undone on leaving.
+`real=("torchvision",)` keeps the installed torchvision instead (the ACDC dataset's views
+use its ColorJitter).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def checkout_commit(checkout: Path) -> str:
     return out.stdout.strip() or "unknown"
 
 
-def stub_modules() -> dict[str, types.ModuleType]:
+def stub_modules(real: tuple[str, ...] = ()) -> dict[str, types.ModuleType]:
     """Stand-ins for the modules the official scripts import but never need on one CPU
     (tensorboardX, torchvision's transforms and grid, medpy where it is missing)."""
     tbx = types.ModuleType("tensorboardX")
@@ -66,6 +68,7 @@ def stub_modules() -> dict[str, types.ModuleType]:
     tv_u.make_grid = lambda tensor, *a, **k: tensor
     tv.transforms, tv.utils = tv_t, tv_u
     stubs = {"tensorboardX": tbx, "torchvision": tv, "torchvision.transforms": tv_t, "torchvision.utils": tv_u}
+    stubs = {k: m for k, m in stubs.items() if k.split(".")[0] not in real}
     try:
         import medpy.metric  # noqa: F401
     except ImportError:
@@ -89,13 +92,14 @@ def _pop(names: set[str]) -> dict[str, types.ModuleType]:
 
 
 @contextmanager
-def official_code(code_dir: str | Path, stubs: bool = True) -> Iterator[Callable[[str], types.ModuleType]]:
+def official_code(code_dir: str | Path, stubs: bool = True,
+                  real: tuple[str, ...] = ()) -> Iterator[Callable[[str], types.ModuleType]]:
     """Within the block, `load("networks.vnet")` imports from `code_dir` (e.g. <checkout>/LA/code)."""
     code_dir = Path(code_dir).resolve()
     if not code_dir.is_dir():
         raise FileNotFoundError(f"{code_dir} is not a folder; pass a checkout of AiEson/CrossMatch "
                                 "(git clone https://github.com/AiEson/CrossMatch)")
-    fakes = stub_modules() if stubs else {}
+    fakes = stub_modules(real) if stubs else {}
     names = _own_names(code_dir) | {k.split(".")[0] for k in fakes}
     set_aside = _pop(names)
     cuda = (torch.nn.Module.cuda, torch.Tensor.cuda)

@@ -56,8 +56,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -66,6 +64,7 @@ from pathlib import Path  # noqa: E402
 
 from .bench_step import cpu_model  # noqa: E402
 from .official import checkout_commit, hand_in_vnet, official_code  # noqa: E402
+from .timing import cpu_seconds, window  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,36 +74,6 @@ N_FILTERS = 4  # configs/la_cpu.yaml model.channels [4, 8, 16, 32, 64]
 COMMAND = ["--exp", "speed", "--conf_thresh", "0.75", "--label_num", "8",
            "--optimizer", "AdamW", "--base_lr", "0.001"]  # train.sh, 8 labels
 LISTS = "2018LA_Seg_Training Set"  # the script's hard-coded list directory
-
-
-# ---------------------------------------------------------------- measuring
-def cpu_seconds() -> dict:
-    """CPU seconds (user + system) of this process and of its children, reaped or alive."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-    alive = 0.0
-    try:
-        import psutil
-        for c in psutil.Process().children(recursive=True):
-            try:
-                t = c.cpu_times()
-                alive += t.user + t.system
-            except psutil.Error:  # exited meanwhile
-                pass
-    except ImportError:
-        pass
-    return {"main": own.ru_utime + own.ru_stime, "children": reaped.ru_utime + reaped.ru_stime + alive}
-
-
-def window(times: list[float], cpu0: dict, cpu1: dict, load0, load1) -> dict:
-    n = len(times)
-    q = statistics.quantiles(times, n=4) if n > 1 else [times[0]] * 3
-    main = cpu1["main"] - cpu0["main"]
-    children = cpu1["children"] - cpu0["children"]
-    return {"iterations": n, "wall_s": times, "median_s": q[1], "iqr_s": [q[0], q[2]],
-            "mean_s": sum(times) / n, "cpu_s_per_it": (main + children) / n,
-            "cpu_main_s_per_it": main / n, "cpu_children_s_per_it": children / n,
-            "loadavg_before": list(load0), "loadavg_after": list(load1)}
 
 
 # ---------------------------------------------------------------- the official loop
