@@ -100,6 +100,21 @@ def test_pick_slices_takes_the_middle_of_the_heart(toy_data):
         assert z == fg[len(fg) // 2] and 0 < z < len(toy_data.test_cases[i].label) - 1
 
 
+def test_prediction_panels_name_slices_of_stacks_but_not_of_photographs(toy_data):
+    from crossmatch_lite.tutorial.figures import pick_slices, plot_predictions
+
+    isic = load_data(load_config(None, ["data.name=toy_isic", "data.size=32"]).data, seed=0)
+    for data, pattern in ((toy_data, " slice "), (isic, None)):
+        cases = data.test_cases[:2]
+        picks = pick_slices(cases, 2)
+        fig = plot_predictions(cases, {"m": {c.id: np.asarray(c.label) for c in cases}}, picks, data.class_names)
+        first = [fig.axes[3 * r].get_title() for r in range(2)]
+        if pattern:
+            assert all(pattern in t for t in first), first
+        else:
+            assert first == [c.id for c in cases]  # one photograph per case: "slice 0" says nothing
+
+
 def test_the_idea_adds_one_logged_term(tmp_path, toy_data):
     from crossmatch_lite.tutorial.ideas import IdeaTrainer
 

@@ -197,7 +197,8 @@ def plot_predictions(cases, predictions: dict[str, dict[str, np.ndarray]], slice
     for r, (ci, z) in enumerate(slices):
         case = cases[ci]
         img, label = case_slice(case, z)
-        overlay(axes[r][0], img, None, f"{case.id} slice {z}")
+        single = not is_volume(case) and len(case.label) == 1  # a photograph: no slice to name
+        overlay(axes[r][0], img, None, case.id if single else f"{case.id} slice {z}")
         overlay(axes[r][1], img, label, "ground truth")
         for j, name in enumerate(names):
             t = name
