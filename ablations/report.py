@@ -306,7 +306,7 @@ def _predict_slices(c: dict, n_slices: int):
     preds, _ = predict_cases(Trainer.from_run(c["dir"] / "run", "best", data=data), cases)
     cut = [figs.case_slice(case, z, preds[case.id]) for case, (_, z) in zip(cases, slices)]  # 2D or 3D
     return ([c[0] for c in cut], [c[1] for c in cut], [c[2] for c in cut],
-            [f"{case.id}, slice {z}" for case, (_, z) in zip(cases, slices)])
+            [figs.slice_title(case, z) for case, (_, z) in zip(cases, slices)])
 
 
 _DATA_CACHE: dict = {}

@@ -104,7 +104,7 @@ def test_prediction_panels_name_slices_of_stacks_but_not_of_photographs(toy_data
     from crossmatch_lite.tutorial.figures import pick_slices, plot_predictions
 
     isic = load_data(load_config(None, ["data.name=toy_isic", "data.size=32"]).data, seed=0)
-    for data, pattern in ((toy_data, " slice "), (isic, None)):
+    for data, pattern in ((toy_data, ", slice "), (isic, None)):
         cases = data.test_cases[:2]
         picks = pick_slices(cases, 2)
         fig = plot_predictions(cases, {"m": {c.id: np.asarray(c.label) for c in cases}}, picks, data.class_names)

@@ -171,6 +171,11 @@ def case_slice(case, z: int, prediction=None) -> tuple:
     return (image, label) if prediction is None else (image, label, pred)
 
 
+def slice_title(case, z: int) -> str:
+    """'<case>, slice z'; a 2D case of one image (a photograph) has no slice to name."""
+    return case.id if not is_volume(case) and len(case.label) == 1 else f"{case.id}, slice {z}"
+
+
 def pick_slices(cases, n: int = 4) -> list[tuple[int, int]]:
     """(case index, slice index) for the first n cases, each at the middle of the slices that
     hold foreground: a mid-ventricle slice shows every structure, where the slice with the
@@ -197,8 +202,7 @@ def plot_predictions(cases, predictions: dict[str, dict[str, np.ndarray]], slice
     for r, (ci, z) in enumerate(slices):
         case = cases[ci]
         img, label = case_slice(case, z)
-        single = not is_volume(case) and len(case.label) == 1  # a photograph: no slice to name
-        overlay(axes[r][0], img, None, case.id if single else f"{case.id} slice {z}")
+        overlay(axes[r][0], img, None, slice_title(case, z))
         overlay(axes[r][1], img, label, "ground truth")
         for j, name in enumerate(names):
             t = name
