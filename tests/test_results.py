@@ -97,3 +97,7 @@ def test_each_row_is_paired_with_its_own_baseline(tmp_path):
                                                  hardware="x", commit="y"))
     deltas = {ln.split(" | ")[0][2:]: ln.split(" | ")[2] for ln in R.render_file(target).splitlines()[2:]}
     assert deltas == {"sup5": "–", "cm5": "+11.5 [−7.6, +30.6]", "sup10": "–", "cm10": "+5.5 [−0.9, +11.9]"}
+    # Rows follow the header's "order" where it gives one; labels it does not name come last.
+    header, records = R.read_results(target)
+    rows = R.table_rows({**header, "order": ["cm10", "sup10", "sup5"]}, records)
+    assert [r["label"] for r in rows] == ["cm10", "sup10", "sup5", "cm5"]

@@ -5,7 +5,8 @@ A results file (docs/results/<name>.jsonl) holds one JSON object per line:
     {"kind": "header", "layout": ..., "about": ...}   first line: the table's layout, and what
                                                       its rows are and where they come from;
                                                       "baseline" (a label, or {label: label})
-                                                      for the paired-difference column
+                                                      for the paired-difference column;
+                                                      "order" (labels) for the rows
     {"kind": "run", ...}        one finished run, appended from its run folder by `add`:
                                 label, config, overrides, seed, split, evaluations
                                 {"best_running": {"test_dice": 54.8, ...}, ...}, CPU and wall
@@ -106,7 +107,9 @@ def table_rows(header: dict, records: list[dict]) -> list[dict]:
     _, evals, major = LAYOUTS[header["layout"]]
     rows = [dict(r) for r in records if r.get("kind") == "aggregate"]
     runs = sorted((r for r in records if r.get("kind") == "run"), key=lambda r: r["seed"])
-    labels = list(dict.fromkeys(r["label"] for r in runs))
+    labels = list(dict.fromkeys(r["label"] for r in runs))  # first seen, unless the header orders them
+    order = header.get("order", [])
+    labels.sort(key=lambda lab: order.index(lab) if lab in order else len(order))
     keys = [(lab, ev) for lab in labels for ev in evals] if major == "run" else \
         [(lab, ev) for ev in evals for lab in labels]
     for label, (ckpt, bn) in keys:
