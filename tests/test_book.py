@@ -13,7 +13,7 @@ import crossmatch_lite.tutorial.book as book
 from crossmatch_lite.tutorial.book import guide_pages, notebooks, stage
 from crossmatch_lite.tutorial.notebook import project_root
 
-LINK = re.compile(r"\]\(([^)\s#]+\.(?:md|ipynb))(?:#[^)]*)?\)")
+LINK = re.compile(r"\]\(([^)\s#]+\.(?:md|ipynb|png|svg))(?:#[^)]*)?\)")  # pages, notebooks, figures
 
 
 def test_stage_writes_tutorials_and_guide_with_working_links(tmp_path):

@@ -82,6 +82,10 @@ def stage(out: Path, smoke: bool) -> Path:
         _write_if_changed(src / "docs" / page.name, _guide_text(page.read_text(encoding="utf-8")).encode("utf-8"))
     for stale in set(p.name for p in (src / "docs").glob("*.md")) - set(p.name for p in pages):
         (src / "docs" / stale).unlink()
+    figures = sorted((root / "docs" / "figures").glob("*.png"))  # the images the guide shows
+    (src / "docs" / "figures").mkdir(exist_ok=True)
+    for fig in figures:
+        _write_if_changed(src / "docs" / "figures" / fig.name, fig.read_bytes())
     guide = [(f"docs/{p.stem}", None) for p in pages]  # (toc file, title or None)
     for name in ROOT_PAGES:
         if (root / name).is_file():
