@@ -59,7 +59,6 @@ import platform  # noqa: E402
 import resource  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -68,7 +67,7 @@ from pathlib import Path  # noqa: E402
 
 from .bench_step import cpu_model  # noqa: E402
 from .official import checkout_commit, official_code  # noqa: E402
-from .timing import cpu_seconds, window  # noqa: E402
+from .timing import cpu_seconds, run_side_process, window  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -264,15 +263,12 @@ def run_part(args) -> dict:
 
 def run_side(args, side: str) -> dict:
     """One side in a fresh interpreter (nothing shared with the other sides)."""
-    with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        cmd = [sys.executable, "-m", "benchmarks.official_acdc_speed", "--official", str(args.official.resolve()),
-               "--batch", str(args.batch), "--size", str(args.size), "--warmup", str(warmup_of(args, side)),
-               "--iterations", str(args.iterations), "--threads", str(args.threads),
-               "--part", side, "--part-out", f.name]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-        print(f"[{side}] {warmup_of(args, side)} + {args.iterations} iterations, load {os.getloadavg()}", flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-        return json.loads(Path(f.name).read_text())
+    warmup = warmup_of(args, side)
+    argv = ["--official", str(args.official.resolve()), "--batch", str(args.batch), "--size", str(args.size),
+            "--warmup", str(warmup), "--iterations", str(args.iterations), "--threads", str(args.threads),
+            "--part", side]
+    return run_side_process("benchmarks.official_acdc_speed", argv, ROOT,
+                            f"{side}: {warmup} + {args.iterations} iterations")
 
 
 def combine(rounds: list[dict]) -> dict:

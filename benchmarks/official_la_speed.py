@@ -56,7 +56,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -64,7 +63,7 @@ from pathlib import Path  # noqa: E402
 
 from .bench_step import cpu_model  # noqa: E402
 from .official import checkout_commit, hand_in_vnet, official_code  # noqa: E402
-from .timing import cpu_seconds, window  # noqa: E402
+from .timing import cpu_seconds, run_side_process, window  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -233,14 +232,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run_side(args, side: str) -> dict:
     """One side in its own process (a fresh interpreter: no state shared with the other)."""
-    with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        cmd = [sys.executable, "-m", "benchmarks.official_la_speed", "--official", str(args.official.resolve()),
-               "--data", str(args.data.resolve()), "--warmup", str(args.warmup),
-               "--iterations", str(args.iterations), "--part", side, "--part-out", f.name]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-        print(f"[{side}] {args.warmup} + {args.iterations} iterations, load {os.getloadavg()}", flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-        return json.loads(Path(f.name).read_text())
+    argv = ["--official", str(args.official.resolve()), "--data", str(args.data.resolve()),
+            "--warmup", str(args.warmup), "--iterations", str(args.iterations), "--part", side]
+    return run_side_process("benchmarks.official_la_speed", argv, ROOT,
+                            f"{side}: {args.warmup} + {args.iterations} iterations")
 
 
 def main(argv=None) -> None:

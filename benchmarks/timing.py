@@ -3,8 +3,14 @@
 one summary of a window of timed iterations."""
 from __future__ import annotations
 
+import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 
 def cpu_seconds() -> dict:
@@ -36,3 +42,14 @@ def window(times: list[float], cpu0: dict, cpu1: dict, load0, load1) -> dict:
             "mean_s": sum(times) / n, "cpu_s_per_it": (main + children) / n,
             "cpu_main_s_per_it": main / n, "cpu_children_s_per_it": children / n,
             "loadavg_before": list(load0), "loadavg_after": list(load1)}
+
+
+def run_side_process(module: str, argv: list[str], root: Path, label: str) -> dict:
+    """`python -m module *argv --part-out FILE` in a fresh interpreter with `root` first on
+    PYTHONPATH (no state shared with the other side); the JSON it wrote to FILE."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
+        print(f"[{label}] load {os.getloadavg()}", flush=True)
+        subprocess.run([sys.executable, "-m", module, *argv, "--part-out", f.name], check=True, cwd=root, env=env,
+                       stdout=subprocess.DEVNULL)
+        return json.loads(Path(f.name).read_text())
