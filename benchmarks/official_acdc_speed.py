@@ -121,6 +121,7 @@ def one_process_distributed():
     ddp, convert = torch.nn.parallel.DistributedDataParallel, torch.nn.SyncBatchNorm.__dict__["convert_sync_batchnorm"]
     torch.nn.parallel.DistributedDataParallel = cpu_ddp
     torch.nn.SyncBatchNorm.convert_sync_batchnorm = classmethod(lambda cls, module, process_group=None: module)
+
     def setup_distributed(backend="nccl", port=None):  # the official signature; (rank, world size)
         dist.init_process_group("gloo", world_size=1, rank=0)
         return 0, 1
