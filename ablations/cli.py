@@ -36,9 +36,9 @@ def cmd_run(args) -> int:
         return 0
     t0 = time.time()
     if args.jobs == "auto":
-        from .runner import cpu_count
+        from crossmatch_lite.run.runtime import available_cores
 
-        jobs = 1 if float(grid.resources.get("gpus", 0)) > 0 else min(4, cpu_count())
+        jobs = 1 if float(grid.resources.get("gpus", 0)) > 0 else min(4, available_cores())
     else:
         try:
             jobs = int(args.jobs)

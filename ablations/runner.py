@@ -46,8 +46,8 @@ from tqdm import tqdm
 
 import crossmatch_lite
 from crossmatch_lite.config import to_dict
-
 from crossmatch_lite.run.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from crossmatch_lite.run.runtime import available_cores
 
 from .grid import Grid, cell_hash
 from .notebook import DEFAULT_NOTEBOOK, STAND_IN, write_stand_in
@@ -439,10 +439,6 @@ class RunResult:
     failed: int
 
 
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def run_grid(grid: Grid, out: str | Path, backend: str = "local", jobs: int = 1, address: str | None = None,
              notebook: str | None = None, cli_sets: list[str] = (), smoke: bool = False) -> RunResult:
     out = Path(out)
@@ -451,7 +447,7 @@ def run_grid(grid: Grid, out: str | Path, backend: str = "local", jobs: int = 1,
         write_manifest(out, grid, list(cli_sets), str(nb), smoke)
         if backend == "local":
             unfinished = sum(1 for c in grid.cells if not is_done(cell_dir(out, c.id)))
-            threads = max(1, cpu_count() // max(1, min(jobs, unfinished or 1)))
+            threads = max(1, available_cores() // max(1, min(jobs, unfinished or 1)))
         else:
             threads = max(1, int(float(grid.resources.get("cpus", 1))))
         todo, done = prepare_cells(out, grid, threads)

@@ -185,7 +185,8 @@ class TrainConfig:
     poly_iterations: Optional[int] = knob(None, "length of the poly decay; null: iterations (LA: 17000)", COUNT)
     seed: int = knob(0, "seed of the split's random parts, the samplers, views and weights", Range(0, 2**32 - 1))
     device: str = knob("auto", "auto, cpu, cuda, cuda:N or mps")
-    threads: int = knob(0, "CPU threads for torch; 0: one per core available to the process", NONNEG)
+    threads: int = knob(0, "CPU threads for torch; 0: the cores other processes leave free, "
+                       "re-checked every 5 s; N: exactly N (bitwise-repeatable runs)", NONNEG)
     val_every: int = knob(500, "iterations between validations (each saves latest.pt)", COUNT)
     log_every: int = knob(10, "iterations between rows of metrics.jsonl", COUNT)
     amp: Literal["auto", "bf16", "off"] = knob("auto", "bf16 autocast; auto: on CUDA and on CPUs with native bf16")

@@ -37,8 +37,8 @@ from .data import SegData, load_data
 from .evaluate import evaluate_cases
 from .run.files import atomic_torch_save, atomic_write_json, atomic_write_text
 from .run.folder import RESUME_FREE_KEYS, RunLocked, RunMismatch, check_identity, data_fingerprint, locked
-from .run.runtime import (autocast_for, available_cores, configure_threads, memory_bytes, pick_device,
-                          seed_everything, step_memory_bytes, use_channels_last)
+from .run.runtime import (FreeCores, autocast_for, available_cores, configure_threads, memory_bytes,
+                          pick_device, seed_everything, step_memory_bytes, use_channels_last)
 from .run.sampling import EpochSampler
 from .run.tensorboard import NoBoard, open_board
 from .switches import contradiction_warning
@@ -77,7 +77,7 @@ def check_resources(cfg: Config, device: torch.device) -> None:
     cores = available_cores()
     if device.type == "cpu" and cfg.train.threads > cores:
         raise RunRefused(f"train.threads={cfg.train.threads} asks for more threads than the {cores} core(s) this "
-                         f"process may use; use 0 (one per core) or at most {cores}")
+                         f"process may use; use 0 (the free cores) or at most {cores}")
     need, have = step_memory_bytes(cfg), memory_bytes()
     if device.type == "cpu" and have and need > have:
         raise RunRefused(f"one training step would need at least {need / 2**30:.1f} GiB (train.batch_size="
@@ -133,7 +133,10 @@ class Trainer:
         self.on_log = on_log
         self.device = _device(cfg.train.device)
         check_resources(cfg, self.device)
-        if self.device.type == "cpu":
+        # train.threads=0 on a CPU: follow the cores other processes leave free, re-checked
+        # after each step; a fixed count otherwise (bitwise-repeatable runs).
+        self.free_cores = FreeCores() if self.device.type == "cpu" and cfg.train.threads == 0 else None
+        if self.device.type == "cpu" and self.free_cores is None:
             configure_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
         self.data = data if data is not None else load_data(cfg.data, seed=cfg.train.seed)
@@ -510,6 +513,8 @@ class Trainer:
             self.seconds += time.perf_counter() - start
             self.cpu_seconds += time.process_time() - cpu_start
             row["seconds"] = round(self.seconds, 3)
+            if self.free_cores is not None:
+                row["threads"] = self.free_cores.update()
             if self.iteration % t.log_every == 0 or self.iteration == 1:
                 log(row)
                 bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "x", "s", "kd") if k in row},

@@ -4,9 +4,11 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from contextlib import nullcontext
 
 import numpy as np
+import psutil
 import torch
 
 from ..config import TrainConfig
@@ -26,9 +28,27 @@ def pick_device(name: str = "auto") -> torch.device:
     return dev
 
 
+def _cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity, e.g. under taskset or a container)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _cgroup_quota() -> float | None:
+    """The cores a cgroup-v2 CPU quota allows (a container started with --cpus), or None."""
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
 def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. under taskset or a container)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """The cores this process may use: its CPU affinity, capped by a container's CPU quota."""
+    quota = _cgroup_quota()
+    n = len(_cpus())
+    return max(1, min(n, math.ceil(quota))) if quota else n
 
 
 def configure_threads(n: int) -> int:
@@ -36,6 +56,55 @@ def configure_threads(n: int) -> int:
     n = n if n > 0 else available_cores()
     torch.set_num_threads(n)
     return n
+
+
+def _busy_cpu_seconds(cpus: list[int]) -> float:
+    """CPU seconds the machine has spent busy on `cpus` since boot, all processes together
+    (idle and I/O wait excluded; guest time is already inside user time)."""
+    per_cpu = psutil.cpu_times(percpu=True)
+    idle = ("idle", "iowait", "guest", "guest_nice")
+    return sum(sum(v for k, v in per_cpu[c]._asdict().items() if k not in idle)
+               for c in cpus if c < len(per_cpu))
+
+
+class FreeCores:
+    """Keeps torch's thread count at the cores other processes leave free (train.threads=0).
+
+    Why: the threads of one OpenMP team wait for each other at every barrier, so a thread
+    that shares its core with another busy process holds the whole team back. With one of
+    two cores busy, two threads made a training step 3.3x slower than idle; one thread on
+    the free core, about 1.6x (docs/speed.md, "When other processes share the cores").
+
+    `update()` is cheap and meant to be called after every step; every `every` seconds it
+    measures, over the time since the last measurement,
+        others = (busy CPU seconds of this process's cores - this process's CPU seconds) / wall seconds
+    and sets threads = cores - floor(others + 0.6), at least 1: a core counts as taken when
+    other processes use more than 40 % of it, so a browser or an IDE leaves both threads,
+    while a second training run takes one. Threads this process's own team leaves
+    idle are not counted against it, so the count comes back up when the other process ends.
+    """
+
+    def __init__(self, every: float = 5.0, clock=time.monotonic, sample=None):
+        self.cores = available_cores()
+        cpus = _cpus()
+        self.every, self.clock = every, clock
+        # (machine busy CPU s, own CPU s): injectable so that tests can play a busy machine.
+        self.sample = sample or (lambda: (_busy_cpu_seconds(cpus), time.process_time()))
+        self.threads = configure_threads(self.cores)
+        self.last = (self.clock(), *self.sample())
+
+    def update(self) -> int:
+        """Re-measure if `every` seconds have passed; return the thread count in use."""
+        now = self.clock()
+        if now - self.last[0] < self.every:
+            return self.threads
+        busy, own = self.sample()
+        others = max(0.0, (busy - self.last[1]) - (own - self.last[2])) / (now - self.last[0])
+        self.last = (now, busy, own)
+        threads = max(1, self.cores - math.floor(others + 0.6))
+        if threads != self.threads:
+            self.threads = configure_threads(threads)
+        return self.threads
 
 
 def memory_bytes() -> int | None:
