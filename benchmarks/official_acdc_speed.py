@@ -3,7 +3,7 @@
     git clone https://github.com/AiEson/CrossMatch ../CrossMatch     # measured at 59772e0
     pip install torchvision==VERSION        # the build that matches your torch (see below)
     python benchmarks/official_acdc_speed.py --official ../CrossMatch --batch 4 --size 128 \\
-        [--iterations 20] [--warmup N] [--rounds 2] [--threads 1]
+        [--iterations 20] [--warmup N] [--rounds 2] [--threads 1] [--official-workers N]
 
 The official side is the unmodified `ACDC/train_cross_match.py` of that checkout (imported
 through benchmarks/official.py; nothing of it is copied here), run as its scripts/train.sh
@@ -20,7 +20,11 @@ file goes to a temporary folder. Patched at run time, nothing of the step:
   NCCL on a GPU; `SyncBatchNorm.convert_sync_batchnorm` leaves the model as it is
   (SyncBatchNorm needs a GPU, and with one process it computes plain BatchNorm);
   `DistributedDataParallel` is built without device_ids (a CPU module). The samplers, the
-  barrier and DDP's gradient all-reduce stay.
+  barrier and DDP's gradient all-reduce stay;
+- only with `--official-workers N`: each training DataLoader gets at most N workers instead
+  of 3 x batch. At batch 12 / crop 256 the unmodified 36 workers and the main process do not
+  fit in 23 GiB (the kernel killed the main process at 10.8 GB resident), so that size is
+  measured with a cap, and the results file records it.
 The script has no iteration limit (epochs only): a global optimizer post-step hook takes the
 time stamps and stops it after the last timed iteration.
 
@@ -104,6 +108,30 @@ class _Done(Exception):
 
 
 @contextmanager
+def capped_workers(cap: int | None):
+    """DataLoaders built inside get at most `cap` workers (None: as the script asks)."""
+    import torch.utils.data as tud
+
+    loader = tud.DataLoader
+
+    class Capped(loader):
+        def __init__(self, *args, num_workers=0, **kwargs):
+            super().__init__(*args, num_workers=min(num_workers, cap), **kwargs)
+
+    if cap is not None:
+        tud.DataLoader = Capped
+    try:
+        yield
+    finally:
+        tud.DataLoader = loader
+
+
+def official_workers(batch: int, cap: int | None) -> int:
+    """Workers of each official training DataLoader: 3 x batch, or the cap."""
+    return 3 * batch if cap is None else min(3 * batch, cap)
+
+
+@contextmanager
 def one_process_distributed():
     """The official script's distributed set-up, on one CPU process (see the docstring)."""
     import torch
@@ -135,7 +163,8 @@ def one_process_distributed():
             dist.destroy_process_group()
 
 
-def run_official(official: Path, size: int, batch: int, warmup: int, iterations: int) -> dict:
+def run_official(official: Path, size: int, batch: int, warmup: int, iterations: int,
+                 cap: int | None = None) -> dict:
     """The unmodified script, stopped after warmup + iterations optimizer steps."""
     import runpy
 
@@ -166,7 +195,8 @@ def run_official(official: Path, size: int, batch: int, warmup: int, iterations:
                     "--labeled-id-path", f"{SPLIT}/labeled.txt", "--unlabeled-id-path", f"{SPLIT}/unlabeled.txt",
                     "--save-path", str(Path(tmp) / "save"), "--eta", "0.3"]
         try:
-            with official_code(code, real=("torchvision",)) as load, one_process_distributed() as setup:
+            with official_code(code, real=("torchvision",)) as load, one_process_distributed() as setup, \
+                    capped_workers(cap):
                 load("util.dist_helper").setup_distributed = setup
                 os.chdir(code)
                 runpy.run_path(str(code / "train_cross_match.py"), run_name="__main__")
@@ -181,7 +211,7 @@ def run_official(official: Path, size: int, batch: int, warmup: int, iterations:
     out = window([b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:])], marks["start"][0],
                  marks["end"][0], marks["start"][1], marks["end"][1])
     out.update(pss_mb=marks["pss_mb"], peak_rss_main_mb=peak_rss_mb(), params=marks["params"],
-               workers=3 * 3 * batch, torch_threads=torch.get_num_threads())
+               workers=3 * official_workers(batch, cap), torch_threads=torch.get_num_threads())
     return out
 
 
@@ -223,6 +253,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="untimed iterations first (default: 3 for ours; for the "
                    "official loop 3 more than its loaders prefetch, 2 x 3 x batch, so that the timed "
                    "iterations wait for batches made while they run)")
+    p.add_argument("--official-workers", type=int, metavar="N",
+                   help="at most N workers per official training DataLoader (default: 3 x batch, as the script)")
     p.add_argument("--rounds", type=int, default=2, help="times each side runs, in turn")
     p.add_argument("--threads", type=int, default=1, help="torch threads of each side's main process")
     p.add_argument("--sides", default=",".join(SIDES), help="comma-separated subset of " + ",".join(SIDES))
@@ -230,23 +262,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--part", choices=list(SIDES), help=argparse.SUPPRESS)  # one side, in a subprocess
     p.add_argument("--part-out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if min(args.iterations, args.rounds, args.threads) < 1 or (args.warmup is not None and args.warmup < 1):
-        p.error("--warmup, --iterations, --rounds and --threads must be at least 1")
+    if min(args.iterations, args.rounds, args.threads) < 1 or any(
+            v is not None and v < 1 for v in (args.warmup, args.official_workers)):
+        p.error("--warmup, --iterations, --rounds, --threads and --official-workers must be at least 1")
     if not (args.official / "ACDC" / "train_cross_match.py").is_file():
         p.error(f"{args.official} holds no ACDC/train_cross_match.py; pass a checkout of AiEson/CrossMatch")
     unknown = set(args.sides.split(",")) - set(SIDES)
     if unknown:
         p.error(f"unknown side(s) {', '.join(sorted(unknown))}; choose from {', '.join(SIDES)}")
-    args.out = args.out or RESULTS / f"acdc_speed_cpu_b{args.batch}_s{args.size}.json"
+    capped = f"_w{args.official_workers}" if args.official_workers else ""
+    args.out = args.out or RESULTS / f"acdc_speed_cpu_b{args.batch}_s{args.size}{capped}.json"
     return args
 
 
 def warmup_of(args, side: str) -> int:
     """Each official worker prefetches 2 batches (DataLoader's prefetch_factor) and each loader
-    has 3 x batch of them: timing starts once those are used up, in the steady state."""
+    has 3 x batch of them (or --official-workers): timing starts once those are used up, in
+    the steady state."""
     if args.warmup:
         return args.warmup
-    return 2 * 3 * args.batch + 3 if side == "official" else 3
+    return 2 * official_workers(args.batch, args.official_workers) + 3 if side == "official" else 3
 
 
 def run_part(args) -> dict:
@@ -255,7 +290,7 @@ def run_part(args) -> dict:
     torch.set_num_threads(args.threads)
     warmup = warmup_of(args, args.part)
     if args.part == "official":
-        out = run_official(args.official, args.size, args.batch, warmup, args.iterations)
+        out = run_official(args.official, args.size, args.batch, warmup, args.iterations, args.official_workers)
     else:
         amp = {"ours_fp32": "off", "ours_auto": "auto"}[args.part]
         out = run_ours(args.official, args.size, args.batch, amp, warmup, args.iterations)
@@ -268,6 +303,8 @@ def run_side(args, side: str) -> dict:
     argv = ["--official", str(args.official.resolve()), "--batch", str(args.batch), "--size", str(args.size),
             "--warmup", str(warmup), "--iterations", str(args.iterations), "--threads", str(args.threads),
             "--part", side]
+    if args.official_workers:
+        argv += ["--official-workers", str(args.official_workers)]
     return run_side_process("benchmarks.official_acdc_speed", argv, ROOT,
                             f"{side}: {warmup} + {args.iterations} iterations")
 
@@ -321,9 +358,9 @@ def main(argv=None) -> None:
     res = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
            "python": platform.python_version(), "official_commit": checkout_commit(args.official),
            "commit": checkout_commit(ROOT), "batch": args.batch, "size": args.size, "threads": args.threads,
-           "iterations": args.iterations,
+           "iterations": args.iterations, "official_workers": official_workers(args.batch, args.official_workers),
            "note": ("official: the unmodified ACDC/train_cross_match.py (fp32, its slice files, 3 DataLoaders "
-                    "x 3*batch workers, one-process gloo DDP); ours: configs/acdc_cpu.yaml on the same "
+                    "x 3*batch workers unless official_workers caps them, one-process gloo DDP); ours: configs/acdc_cpu.yaml on the same "
                     "checkout's volume files, data in memory, no workers; each side a fresh process, "
                     "sides in turn for each round"),
            "sides": {}}

@@ -1,8 +1,9 @@
 """Where an iteration's time goes: torch.profiler op table for ours and the re-created official loop.
 
-    python -m benchmarks.profile_step --batch 4 --size 128 --threads 1 [--set train.amp=bf16]
+    python -m benchmarks.profile_step --batch 4 --size 128 --threads 1 [--iterations 5] [--set train.amp=bf16]
 
-Prints the top operators by self CPU time of one iteration of each (after one warm-up).
+Prints the top operators by self CPU time of `--iterations` iterations of each (after one
+warm-up), with each operator's share of the profiled time.
 "official" is benchmarks/official_loop.py, a re-creation of the official loop, not the
 official code.
 """
@@ -34,6 +35,7 @@ def main(argv=None):
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--iterations", type=int, default=1, help="iterations profiled together")
     ap.add_argument("--which", default="ours,official")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -49,9 +51,16 @@ def main(argv=None):
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         t0 = time.perf_counter()
         with profile(activities=acts) as prof:
-            step()
-        print(f"\n=== {name}: {time.perf_counter() - t0:.2f} s (profiled) ===")
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
+            for _ in range(args.iterations):
+                step()
+        wall = time.perf_counter() - t0
+        ops = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in ops)
+        print(f"\n=== {name}: {wall / args.iterations:.2f} s per iteration (profiled, {args.iterations} iterations, "
+              f"{torch.get_num_threads()} threads) ===")
+        for e in sorted(ops, key=lambda e: -e.self_cpu_time_total)[:args.top]:
+            print(f"{e.key[:48]:48s} {e.self_cpu_time_total / 1e6 / args.iterations:8.3f} s/it "
+                  f"{100 * e.self_cpu_time_total / total:5.1f} %  ({e.count // args.iterations} calls/it)")
 
 
 if __name__ == "__main__":

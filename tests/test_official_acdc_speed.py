@@ -33,6 +33,9 @@ def test_the_official_loop_warms_up_past_what_its_loaders_prefetch(tmp_path):
     # the first step; the timed iterations start after them.
     assert (B.warmup_of(args, "official"), B.warmup_of(args, "ours_auto")) == (75, 3)
     assert args.out.name == "acdc_speed_cpu_b12_s256.json"
+    # With 2 workers per loader, 4 batches each are prefetched.
+    args = B.parse_args(["--official", str(tmp_path), "--batch", "12", "--size", "256", "--official-workers", "2"])
+    assert B.warmup_of(args, "official") == 7 and args.out.name == "acdc_speed_cpu_b12_s256_w2.json"
     args = B.parse_args(["--official", str(tmp_path), "--warmup", "5"])
     assert (B.warmup_of(args, "official"), B.warmup_of(args, "ours_fp32")) == (5, 5)
     with pytest.raises(SystemExit):
@@ -49,3 +52,14 @@ def test_rounds_combine_into_one_window_over_every_timed_iteration():
     assert c["median_s_per_round"] == [1.5, 3.5]
     assert c["cpu_s_per_it"] == pytest.approx((2.5 + 4.5) / 2)  # (main + children) / iterations, per round
     assert c["pss_mb"] == 300.0  # the larger round's memory
+
+
+def test_the_worker_cap_reaches_the_loaders_built_inside_and_only_there():
+    import torch.utils.data as tud
+
+    with B.capped_workers(2):
+        assert tud.DataLoader(range(8), num_workers=36).num_workers == 2
+        assert tud.DataLoader(range(8), num_workers=1).num_workers == 1
+    assert tud.DataLoader(range(8), num_workers=36).num_workers == 36
+    with B.capped_workers(None):
+        assert tud.DataLoader(range(8), num_workers=36).num_workers == 36
