@@ -199,16 +199,21 @@ class Runner:
         self.times, self.mem, self.flops = [], [], None
         self.cpu_times = []  # process CPU seconds (all threads): a load-robust measure of work
         self.prep_times = []  # official: seconds in prepare(), one per call of step
+        self.first_step_s = None
 
     def warmup_and_count(self):
+        """The first step, untimed for the table; its wall time (torch.compile's compilation,
+        where on) is kept as first_step_s."""
+        t0 = time.perf_counter()
         if not self.count_flops:
             self.step()
             sync(self.device)
-            return
-        with FlopCounterMode(display=False) as fc:
-            self.step()
-        sync(self.device)
-        self.flops = fc.get_total_flops()
+        else:
+            with FlopCounterMode(display=False) as fc:
+                self.step()
+            sync(self.device)
+            self.flops = fc.get_total_flops()
+        self.first_step_s = time.perf_counter() - t0
 
     def timed(self):
         gc.collect()
@@ -245,6 +250,8 @@ class Runner:
             "peak_mem_kind": "cuda max_memory_allocated" if self.device.type == "cuda"
             else "RSS growth during a step (sampled every 10 ms)",
         }
+        if self.first_step_s is not None:
+            out["first_step_s"] = round(self.first_step_s, 2)
         if self.cpu_times:
             out["cpu_s_per_it_median"] = round(statistics.median(self.cpu_times), 4)
         if self.prep_times:
@@ -379,9 +386,8 @@ def time_loops(args, device, cfg, data, tmp) -> dict:
                               "compile": cfg.train.compile}}
     for r in runners:
         if args.no_flops:
-            r.step()
-        else:
-            r.warmup_and_count()
+            r.count_flops = False
+        r.warmup_and_count()
         for _ in range(args.warmup):
             r.step()
         sync(device)

@@ -125,6 +125,22 @@ def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)
 
 
+class CompiledSteps:
+    """The model as the step calls it (forward, encode, decode), each method compiled:
+    torch.compile(module) compiles forward() only, and the step mostly calls encode/decode."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.forward, self.encode, self.decode = (torch.compile(getattr(model, m)) for m in
+                                                  ("forward", "encode", "decode"))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
 class Trainer:
     def __init__(self, cfg: Config, out_dir: str | Path, data: SegData | None = None,
                  on_log: Callable[[dict], None] | None = None):
@@ -147,7 +163,7 @@ class Trainer:
         self.channels_last = use_channels_last(self.device, cfg.train) and self.views.spatial_dims == 2
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.step_model = torch.compile(self.model) if cfg.train.compile else self.model
+        self.step_model = CompiledSteps(self.model) if cfg.train.compile else self.model
         t = cfg.train
         self.opt = make_optimizer(cfg, self.model.parameters())
         self.autocast = autocast_for(self.device, t)

@@ -134,3 +134,13 @@ def test_unknown_key_on_the_command_line_is_refused(tmp_path, capsys):
     assert code == 2
     assert "distill.eta" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_compile_reaches_every_method_the_step_calls(toy_data):
+    """torch.compile(module) compiles forward() only; the step mostly calls encode/decode."""
+    cfg = load_config("configs/crossmatch.yaml", TINY + ["train.compile=true"])
+    trainer = Trainer(cfg, "unused", data=toy_data)
+    for name in ("forward", "encode", "decode"):
+        compiled = getattr(trainer.step_model, name)
+        assert getattr(compiled, "_torchdynamo_orig_callable", None) == getattr(trainer.model, name), name
+    assert trainer.step_model.head is trainer.model.head  # anything else is the model's
