@@ -45,7 +45,7 @@ if __name__ == "__main__" and not __package__:
 
 import time  # noqa: E402
 
-T0 = time.monotonic()  # the budget counts from here, imports included
+T0 = time.monotonic()  # run as a command, the budget counts from here, imports included
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
@@ -140,7 +140,7 @@ def pick_device(name: str, dry_run: bool) -> torch.device:
 class Session:
     """The results file, the clock and the steps: every outcome is written as soon as it exists."""
 
-    def __init__(self, args):
+    def __init__(self, args, started: float | None = None):
         self.args = args
         self.plan = DRY if args.dry_run else FULL
         self.out = Path(args.out).resolve()
@@ -152,7 +152,10 @@ class Session:
             wanted = [*wanted, "data"]  # the protocol trains on what the data step loads
         self.steps = [s for s in STEPS if s in wanted]
         self.device = pick_device(args.device, args.dry_run)
-        self.deadline = T0 + 60.0 * args.budget_min
+        # Called from other code (tests), the budget counts from the call: the module may
+        # have been imported long before.
+        self.t0 = time.monotonic() if started is None else started
+        self.deadline = self.t0 + 60.0 * args.budget_min
         # Known before any step runs: every result, the protocol's history included, names its card.
         hardware = session_steps.hardware_info(self.device)
         self.card = session_steps.card_name(hardware)
@@ -178,7 +181,7 @@ class Session:
 
     def save(self) -> None:
         self.doc["updated"] = session_protocol.now_iso()
-        self.doc["elapsed_s"] = round(time.monotonic() - T0, 1)
+        self.doc["elapsed_s"] = round(time.monotonic() - self.t0, 1)
         atomic_write_json(self.out / RESULTS_NAME, self.doc)
 
     def set(self, step: str, result: dict) -> None:
@@ -190,7 +193,7 @@ class Session:
             return
         t0 = time.monotonic()
         self.set(step, {"status": "running"})
-        print(f"[{time.monotonic() - T0:6.1f} s] {step} ...", file=sys.stderr, flush=True)
+        print(f"[{time.monotonic() - self.t0:6.1f} s] {step} ...", file=sys.stderr, flush=True)
         try:
             result = fn()
         except Exception as e:
@@ -199,7 +202,7 @@ class Session:
         result.setdefault("status", "ok")
         result["seconds"] = round(time.monotonic() - t0, 1)
         self.set(step, result)
-        print(f"[{time.monotonic() - T0:6.1f} s] {step}: {result['status']}", file=sys.stderr, flush=True)
+        print(f"[{time.monotonic() - self.t0:6.1f} s] {step}: {result['status']}", file=sys.stderr, flush=True)
 
     # ---------------------------------------------------------------- env
     def env(self) -> dict:
@@ -312,9 +315,9 @@ class Session:
             on_progress=lambda p: self.set("protocol", {**p, "status": "running"}))
 
 
-def main(argv=None) -> int:
+def main(argv=None, started: float | None = None) -> int:
     args = parse_args(argv)
-    session = Session(args)
+    session = Session(args, started)
     if args.resume:
         session_protocol.adopt_run(Path(args.resume), session.run_dir)
         session.doc["resumed_from"] = str(Path(args.resume).resolve())
@@ -355,4 +358,4 @@ def report(doc: dict, out: Path) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(started=T0))

@@ -8,8 +8,9 @@ with cuda to prove the resume with the checkpoint's CUDA RNG state.
 import json
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,9 @@ def _max_diff(a: dict, b: dict) -> float:
 
 def test_protocol_stopped_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # any temporary file stays in tmp_path
+    # The module imported 50 minutes ago (as in a long test run): each call's budget still
+    # counts from the call.
+    monkeypatch.setattr(gpu_session, "T0", time.monotonic() - 3000)
     sets = [a for s in TOY for a in ("--protocol-set", s)]
     straight = _session(tmp_path / "straight", *sets)
     assert straight["status"] == "finished" and straight["iteration"] == 4
