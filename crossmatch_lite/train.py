@@ -149,8 +149,8 @@ class Trainer:
         self.on_log = on_log
         self.device = _device(cfg.train.device)
         check_resources(cfg, self.device)
-        # train.threads=0 on a CPU: follow the cores other processes leave free, re-checked
-        # after each step; a fixed count otherwise (bitwise-repeatable runs).
+        # train.threads=0 on a CPU: follow the cores other processes leave free (re-measured
+        # every 5 s, asked after each step); a fixed count otherwise (bitwise-repeatable runs).
         self.free_cores = FreeCores() if self.device.type == "cpu" and cfg.train.threads == 0 else None
         if self.device.type == "cpu" and self.free_cores is None:
             configure_threads(cfg.train.threads)

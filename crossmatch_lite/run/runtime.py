@@ -38,7 +38,8 @@ def _cpus() -> list[int]:
 def _cgroup_quota() -> float | None:
     """The cores a cgroup-v2 CPU quota allows (a container started with --cpus), or None."""
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
         return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         return None
