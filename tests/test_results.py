@@ -20,15 +20,36 @@ def test_every_table_of_results_md_matches_its_results_file():
         "docs/results.md is stale: run `python -m crossmatch_lite.tutorial.results render --write`"
 
 
+def test_readme_results_table_is_rendered_from_the_results_files(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    assert [m["file"] for m in R.MARKER.finditer(text)] == ["docs/results/summary.yaml"]
+    assert R.stale_tables(ROOT / "README.md") == [], \
+        "README.md is stale: run `python -m crossmatch_lite.tutorial.results render --write`"
+    # A changed run in a results file makes README's table stale, and render fixes it.
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    shutil.copytree(ROOT / "docs/results", tmp_path / "docs/results")
+    path = tmp_path / "docs/results/isic_cpu.jsonl"
+    lines = path.read_text().splitlines()
+    row = next(i for i, ln in enumerate(lines) if '"label": "`isic_cpu` (CrossMatch), 10 %", "config"' in ln)
+    rec = json.loads(lines[row])
+    before = rec["evaluations"]["best_running"]["test_dice"]
+    rec["evaluations"]["best_running"]["test_dice"] = before + 3.0  # one of three seeds: the mean moves 1.0
+    lines[row] = json.dumps(rec, ensure_ascii=False)
+    path.write_text("\n".join(lines) + "\n")
+    assert R.stale_tables(tmp_path / "README.md") == ["docs/results/summary.yaml"]
+    assert R.main(["render", "--write", "--doc", str(tmp_path / "README.md")]) == 0
+    assert "| 82.5 ± 0.6 | **85.7 ± " in (tmp_path / "README.md").read_text()
+
+
 def test_a_number_changed_in_a_results_file_is_caught(tmp_path):
     shutil.copy(ROOT / "docs/results.md", tmp_path / "results.md")
     shutil.copytree(ROOT / "docs/results", tmp_path / "results")
-    path = tmp_path / "results/acdc_cpu.jsonl"
-    path.write_text(path.read_text().replace('"test_dice": [54.8, 1.2]', '"test_dice": [54.9, 1.2]', 1))
-    assert R.stale_tables(tmp_path / "results.md") == ["results/acdc_cpu.jsonl"]
+    path = tmp_path / "results/quick_grid.jsonl"
+    path.write_text(path.read_text().replace('"test_dice": [90.1, 1.9]', '"test_dice": [90.2, 1.9]', 1))
+    assert R.stale_tables(tmp_path / "results.md") == ["results/quick_grid.jsonl"]
     assert R.main(["check", "--doc", str(tmp_path / "results.md")]) == 1
     assert R.main(["render", "--write", "--doc", str(tmp_path / "results.md")]) == 0
-    assert "**54.9 ± 1.2**" in (tmp_path / "results.md").read_text() and R.stale_tables(tmp_path / "results.md") == []
+    assert "| 90.2 ± 1.9 |" in (tmp_path / "results.md").read_text() and R.stale_tables(tmp_path / "results.md") == []
 
 
 def fake_run(folder: Path, preset: str, seed: int, test_dice: float, overrides=()) -> Path:

@@ -1,4 +1,4 @@
-"""Results files and the tables of docs/results.md rendered from them.
+"""Results files, and the tables of docs/results.md and README.md rendered from them.
 
 A results file (docs/results/<name>.jsonl) holds one JSON object per line:
 
@@ -9,7 +9,7 @@ A results file (docs/results/<name>.jsonl) holds one JSON object per line:
                                                       "order" (labels) for the rows
     {"kind": "run", ...}        one finished run, appended from its run folder by `add`:
                                 label, config, overrides, seed, split, evaluations
-                                {"best_running": {"test_dice": 54.8, ...}, ...}, CPU and wall
+                                {"best_running": {"test_dice": 83.8, ...}, ...}, CPU and wall
                                 seconds, device, hardware, torch, commit, date
     {"kind": "aggregate", ...}  one table row as published, for runs whose per-run values are
                                 not in the repository: label, checkpoint, bn and metrics
@@ -19,9 +19,12 @@ A results file (docs/results/<name>.jsonl) holds one JSON object per line:
 Dice and Jaccard are in %, distances in the unit their key names. Runs of one label are
 averaged over their seeds (mean ± sd, sd with n - 1). In docs/results.md each generated
 table sits between `<!-- results: results/<name>.jsonl -->` and `<!-- /results -->`, and
-tests/test_results.py fails when a table and its file disagree.
+tests/test_results.py fails when a table and its file disagree. README's short table is
+rendered the same way from docs/results/summary.yaml, a list of entries
+{row, file, evaluation: [checkpoint, bn], hardware, supervised, crossmatch[, supervised_note]}
+naming two labels of a results file; its cells are those labels' test Dice.
 
-    python -m crossmatch_lite.tutorial.results render [--write]   # print, or rewrite the doc
+    python -m crossmatch_lite.tutorial.results render [--write]   # print, or rewrite the docs
     python -m crossmatch_lite.tutorial.results check              # exit 1 on a stale table
     python -m crossmatch_lite.tutorial.results add RUN --to docs/results/isic_cpu.jsonl \\
         --config configs/isic_cpu.yaml                            # append a finished run
@@ -37,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-DOC = Path("docs/results.md")
+DOCS = (Path("docs/results.md"), Path("README.md"))
 MARKER = re.compile(r"<!-- results: (?P<file>\S+) -->\n(?P<body>.*?)<!-- /results -->", re.S)
 
 
@@ -57,11 +60,12 @@ LAYOUTS = {
                     Col("RV", "mean", "test_dice_RV"), Col("Myo", "mean", "test_dice_Myo"),
                     Col("LV", "mean", "test_dice_LV")], [("best", "running")], "run"),
     "acdc_cpu": ([Col("run", "label"), Col("checkpoint", "checkpoint"), Col("BatchNorm", "bn"),
-                  Col("val Dice", "pm", "val_dice"), Col("test Dice", "pm", "test_dice", "all"),
+                  Col("val Dice", "pm", "val_dice"), Col("test Dice", "pm", "test_dice", "official"),
+                  Col("Δ test Dice vs supervised (paired, 95 % CI)", "delta", "test_dice"),
                   Col("RV", "pm", "test_dice_RV"), Col("Myo", "pm", "test_dice_Myo"),
                   Col("LV", "pm", "test_dice_LV"), Col("HD95 mm (penalised)", "pm_pen", "test_hd95_mm"),
-                  Col("ASD mm (penalised)", "pm_pen", "test_asd_mm"), Col("empty", "per_seed", "test_n_empty")],
-                 EVALS_4, "run"),
+                  Col("ASD mm (penalised)", "pm_pen", "test_asd_mm"), Col("empty", "per_seed", "test_n_empty"),
+                  Col("CPU min", "minutes", "cpu_seconds")], EVALS_4, "run"),
     "la_cpu": ([Col("run", "label"), Col("checkpoint", "checkpoint"), Col("BatchNorm", "bn"),
                 Col("val Dice", "pm", "val_dice"), Col("test Dice", "pm", "test_dice", "official"),
                 Col("Jaccard", "pm", "test_jaccard"), Col("HD95 vox", "pm", "test_hd95_vox"),
@@ -206,8 +210,34 @@ def cell(col: Col, row: dict, rows: list[dict], header: dict) -> str:
     return f"**{text}**" if bold and text != "–" else text
 
 
+def render_summary(path: Path) -> str:
+    """README's short table: per entry of the summary file, test Dice of its two labels' rows."""
+    import yaml
+
+    lines = ["| data and budget | evaluation | seeds | hardware | supervised | CrossMatch |", "|" + "---|" * 6]
+    for e in yaml.safe_load(path.read_text()):
+        header, records = read_results(path.parent / e["file"])
+        rows = table_rows(header, records)
+        ckpt, bn = e["evaluation"]
+        found = {}
+        for side in ("supervised", "crossmatch"):
+            found[side] = next((r for r in rows if r["label"] == e[side] and r["checkpoint"] == ckpt
+                                and r["bn"] == bn), None)
+            if found[side] is None:
+                raise ValueError(f"{path}: {e['file']} has no row {e[side]!r} at {ckpt}, {bn}")
+        cm = found["crossmatch"]
+        seeds = sorted(r["seed"] for r in cm["runs"]) if "runs" in cm else cm["seeds"]
+        dice = {side: _pm(value(r, Col("", "pm", "test_dice"), rows, header)) for side, r in found.items()}
+        note = f" ({e['supervised_note']})" if e.get("supervised_note") else ""
+        lines.append(f"| {e['row']} | {ckpt}, {bn} | {', '.join(map(str, seeds))} | {e['hardware']} | "
+                     f"{dice['supervised']}{note} | **{dice['crossmatch']}** |")
+    return "\n".join(lines) + "\n"
+
+
 def render_file(path: str | Path) -> str:
     """The markdown table of one results file (a one-line note while it has no rows)."""
+    if Path(path).suffix == ".yaml":
+        return render_summary(Path(path))
     header, records = read_results(path)
     columns = LAYOUTS[header["layout"]][0]
     rows = table_rows(header, records)
@@ -225,7 +255,7 @@ def render_doc(text: str, base: Path) -> str:
                                 f"<!-- /results -->", text)
 
 
-def stale_tables(doc: str | Path = DOC) -> list[str]:
+def stale_tables(doc: str | Path = DOCS[0]) -> list[str]:
     """The results files whose table in the doc differs from what they render."""
     doc = Path(doc)
     text = doc.read_text()
@@ -322,11 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="crossmatch-lite results", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("render", help="print the tables, or rewrite them in the doc with --write")
-    r.add_argument("--doc", type=Path, default=DOC)
+    r = sub.add_parser("render", help="print the tables, or rewrite them in the docs with --write")
+    r.add_argument("--doc", type=Path, action="append", help="one doc (default: docs/results.md and README.md)")
     r.add_argument("--write", action="store_true")
-    c = sub.add_parser("check", help="exit 1 when a table of the doc differs from its results file")
-    c.add_argument("--doc", type=Path, default=DOC)
+    c = sub.add_parser("check", help="exit 1 when a table of a doc differs from its results file")
+    c.add_argument("--doc", type=Path, action="append", help="one doc (default: docs/results.md and README.md)")
     a = sub.add_parser("add", help="append a finished run folder's summary to a results file")
     a.add_argument("run", type=Path)
     a.add_argument("--to", type=Path, required=True, help="the results file (docs/results/<name>.jsonl)")
@@ -340,17 +370,19 @@ def main(argv: list[str] | None = None) -> int:
         append_record(args.to, record)
         print(f"added {record['label']} seed {record['seed']} to {args.to}; then: render --write")
         return 0
+    docs = args.doc or list(DOCS)
     if args.cmd == "check":
-        stale = stale_tables(args.doc)
-        for name in stale:
-            print(f"{args.doc}: the table of {name} differs from the file; run `render --write`", file=sys.stderr)
+        stale = [(doc, name) for doc in docs for name in stale_tables(doc)]
+        for doc, name in stale:
+            print(f"{doc}: the table of {name} differs from the file; run `render --write`", file=sys.stderr)
         return 1 if stale else 0
-    text = args.doc.read_text()
-    if args.write:
-        args.doc.write_text(render_doc(text, args.doc.parent))
-        return 0
-    for m in MARKER.finditer(text):
-        print(f"{m['file']}:\n{render_file(args.doc.parent / m['file'])}")
+    for doc in docs:
+        text = doc.read_text()
+        if args.write:
+            doc.write_text(render_doc(text, doc.parent))
+            continue
+        for m in MARKER.finditer(text):
+            print(f"{doc}: {m['file']}:\n{render_file(doc.parent / m['file'])}")
     return 0
 
 
