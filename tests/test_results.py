@@ -41,6 +41,21 @@ def test_readme_results_table_is_rendered_from_the_results_files(tmp_path):
     assert "| 82.5 ± 0.6 | **85.7 ± " in (tmp_path / "README.md").read_text()
 
 
+def test_a_summary_naming_a_missing_row_is_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "docs/results").mkdir(parents=True)
+    shutil.copy(ROOT / "docs/results/isic_cpu.jsonl", tmp_path / "docs/results/isic_cpu.jsonl")
+    (tmp_path / "docs/results/summary.yaml").write_text(
+        "- {row: r, file: isic_cpu.jsonl, evaluation: [best, running], hardware: h,\n"
+        "   supervised: nobody, crossmatch: '`isic_cpu` (CrossMatch), 5 %'}\n")
+    (tmp_path / "README.md").write_text("<!-- results: docs/results/summary.yaml -->\n<!-- /results -->\n")
+    assert R.main(["check", "--doc", str(tmp_path / "README.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no row 'nobody' at best, running" in err
+    (tmp_path / "docs/results/summary.yaml").write_text("- {row: r, file: isic_cpu.jsonl}\n")
+    assert R.main(["render", "--doc", str(tmp_path / "README.md")]) == 2
+    assert "lacks the field 'evaluation'" in capsys.readouterr().err
+
+
 def test_a_number_changed_in_a_results_file_is_caught(tmp_path):
     shutil.copy(ROOT / "docs/results.md", tmp_path / "results.md")
     shutil.copytree(ROOT / "docs/results", tmp_path / "results")

@@ -373,16 +373,28 @@ def main(argv: list[str] | None = None) -> int:
         append_record(args.to, record)
         print(f"added {record['label']} seed {record['seed']} to {args.to}; then: render --write")
         return 0
-    docs = args.doc or list(DOCS)
-    if args.cmd == "check":
+    try:
+        return _render_or_check(args.cmd, args.doc or list(DOCS), args.write if args.cmd == "render" else False)
+    except KeyError as err:  # a summary entry or record without a field it needs
+        print(f"crossmatch-lite results: an entry lacks the field {err}; see --help for the format", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as err:  # a malformed or missing results file: one line, no traceback
+        print(f"crossmatch-lite results: {err}", file=sys.stderr)
+        return 2
+
+
+def _render_or_check(cmd: str, docs: list[Path], write: bool) -> int:
+    from ..run.files import atomic_write_text
+
+    if cmd == "check":
         stale = [(doc, name) for doc in docs for name in stale_tables(doc)]
         for doc, name in stale:
             print(f"{doc}: the table of {name} differs from the file; run `render --write`", file=sys.stderr)
         return 1 if stale else 0
     for doc in docs:
         text = doc.read_text()
-        if args.write:
-            doc.write_text(render_doc(text, doc.parent))
+        if write:
+            atomic_write_text(doc, render_doc(text, doc.parent))
             continue
         for m in MARKER.finditer(text):
             print(f"{doc}: {m['file']}:\n{render_file(doc.parent / m['file'])}")
