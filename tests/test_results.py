@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_table_of_results_md_matches_its_results_file():
     text = (ROOT / "docs/results.md").read_text()
     files = [m["file"] for m in R.MARKER.finditer(text)]
-    assert files == ["results/quick_grid.jsonl", "results/isic_grid.jsonl", "results/acdc_cpu.jsonl",
+    assert files == ["results/quick_grid.jsonl", "results/isic_grid.jsonl", "results/acdc_grid.jsonl",
+                     "results/acdc_cpu.jsonl",
                      "results/la_cpu.jsonl", "results/isic_cpu.jsonl", "results/isic_budget.jsonl"]
     assert R.stale_tables(ROOT / "docs/results.md") == [], \
         "docs/results.md is stale: run `python -m crossmatch_lite.tutorial.results render --write`"
@@ -123,7 +124,7 @@ def test_grid_layout_computes_the_paired_difference_with_its_interval(tmp_path):
 def test_each_row_is_paired_with_its_own_baseline(tmp_path):
     """CrossMatch at 10 % is compared with supervised at 10 %, not with the 5 % baseline."""
     target = tmp_path / "isic.jsonl"
-    target.write_text(json.dumps({"kind": "header", "layout": "isic_grid",
+    target.write_text(json.dumps({"kind": "header", "layout": "quick_grid",
                                   "baseline": {"cm5": "sup5", "cm10": "sup10"}}) + "\n")
     for label, dices in (("sup5", (0.70, 0.72)), ("cm5", (0.80, 0.85)), ("sup10", (0.75, 0.76)),
                          ("cm10", (0.80, 0.82))):
@@ -137,3 +138,36 @@ def test_each_row_is_paired_with_its_own_baseline(tmp_path):
     header, records = R.read_results(target)
     rows = R.table_rows({**header, "order": ["cm10", "sup10", "sup5"]}, records)
     assert [r["label"] for r in rows] == ["cm10", "sup10", "sup5", "cm5"]
+
+
+def test_ablation_grid_rows_pair_with_supervised_and_with_crossmatch_and_count_failures(tmp_path):
+    """The grid layouts show both contrasts, the seeds and the per-image failures (Dice < 50)."""
+    target = tmp_path / "grid.jsonl"
+    target.write_text(json.dumps({"kind": "header", "layout": "isic_grid", "baseline": "supervised"}) + "\n")
+    for label, dices in (("supervised", (0.70, 0.72, 0.71)), ("crossmatch", (0.80, 0.85, 0.81)),
+                         ("image_only", (0.79, 0.83, 0.82))):
+        for seed, dice in enumerate(dices):
+            run = fake_run(tmp_path / f"{label}{seed}", "configs/isic_cpu.yaml", seed, dice)
+            summary = json.loads((run / "summary.json").read_text())
+            # four test images: two below 50 % Dice for supervised, one for the others; one unscored
+            low = 2 if label == "supervised" else 1
+            cases = [{"id": f"c{i}", "dice": {"lesion": 0.3 if i < low else 0.9}} for i in range(4)]
+            cases.append({"id": "c4", "dice": {"lesion": None}})
+            for ev in summary["evaluations"].values():
+                ev["test"] = {**ev["test"], "cases": cases}
+            (run / "summary.json").write_text(json.dumps(summary))
+            R.append_record(target, R.run_record(run, ROOT / "configs/isic_cpu.yaml", label=label,
+                                                 hardware="x", commit="y"))
+    header, records = R.read_results(target)
+    assert records[0]["evaluations"]["best_running"]["test_n_fail50"] == 2
+    rows = {ln.split(" | ")[0][2:]: ln.split(" | ") for ln in R.render_file(target).splitlines()[2:]}
+    # variant | seeds | Dice | vs supervised | vs CrossMatch | failures | HD95 | CPU min
+    assert rows["supervised"][1:6] == ["3", "71.0 ± 1.0", "–", "−11.0 [−15.3, −6.7]", "2/2/2"]
+    assert rows["crossmatch"][3:6] == ["+11.0 [+6.7, +15.3]", "–", "1/1/1"]
+    assert rows["image_only"][3:5] == ["+10.3 [+7.5, +13.2]", "−0.7 [−4.5, +3.1]"]
+
+
+def test_n_failures_needs_per_case_scores():
+    assert R.n_failures({"dice": {"mean": 0.4}}) is None
+    assert R.n_failures({"cases": [{"dice": {"RV": 0.4, "LV": 0.7}}, {"dice": {"RV": 0.5, "LV": 0.5}}]}) == 0
+    assert R.n_failures({"cases": [{"dice": {"RV": 0.2, "LV": 0.7}}]}) == 1  # mean 0.45 over its classes

@@ -47,9 +47,10 @@ MARKER = re.compile(r"<!-- results: (?P<file>\S+) -->\n(?P<body>.*?)<!-- /result
 @dataclass(frozen=True)
 class Col:
     header: str
-    kind: str  # label, checkpoint, bn, pm, pm_pen, mean, delta, per_seed, minutes
+    kind: str  # label, checkpoint, bn, pm, pm_pen, mean, delta, per_seed, minutes, seeds
     key: str = ""
     bold: str = ""  # "all" rows, or "official" (best checkpoint, running statistics) rows
+    against: str = ""  # delta: the label it is paired with (default: the header's baseline)
 
 
 EVALS_4 = [("best", "running"), ("latest", "running"), ("best", "precise"), ("latest", "precise")]
@@ -80,11 +81,20 @@ LAYOUTS = {
     "isic_budget": ([Col("size, batch, iterations", "label"), Col("val Dice", "pm", "val_dice", "all"),
                      Col("test Dice", "pm", "test_dice"), Col("CPU min", "minutes", "cpu_seconds")],
                     [("best", "running")], "run"),
-    "isic_grid": ([Col("variant", "label"), Col("Dice", "pm", "test_dice"),
+    # The ablation grids: every variant paired with supervised and with CrossMatch, per-image
+    # failures (test images below 50 % Dice, summed over seeds) and the cost beside the Dice.
+    "isic_grid": ([Col("variant", "label"), Col("seeds", "seeds"), Col("Dice", "pm", "test_dice"),
                    Col("Δ vs supervised (paired, 95 % CI)", "delta", "test_dice"),
-                   Col("Jaccard", "pm", "test_jaccard"), Col("HD95 px", "pm", "test_hd95_vox"),
-                   Col("ASD px", "pm", "test_asd_vox"), Col("CPU min", "minutes", "cpu_seconds")],
+                   Col("Δ vs CrossMatch (paired, 95 % CI)", "delta", "test_dice", against="crossmatch"),
+                   Col("images < 50 Dice (per seed)", "per_seed", "test_n_fail50"),
+                   Col("HD95 px", "pm", "test_hd95_vox"), Col("CPU min", "minutes", "cpu_seconds")],
                   [("best", "running")], "run"),
+    "acdc_grid": ([Col("variant", "label"), Col("seeds", "seeds"), Col("Dice", "pm", "test_dice"),
+                   Col("Δ vs supervised (paired, 95 % CI)", "delta", "test_dice"),
+                   Col("Δ vs CrossMatch (paired, 95 % CI)", "delta", "test_dice", against="crossmatch"),
+                   Col("RV", "mean", "test_dice_RV"), Col("Myo", "mean", "test_dice_Myo"),
+                   Col("LV", "mean", "test_dice_LV"), Col("HD95 mm", "pm", "test_hd95_mm"),
+                   Col("CPU min", "minutes", "cpu_seconds")], [("best", "running")], "run"),
 }
 
 
@@ -159,12 +169,14 @@ def value(row: dict, col: Col, rows: list[dict], header: dict):
     if "metrics" in row:
         return row["metrics"].get(col.key + "_delta" if col.kind == "delta" else col.key)
     if col.kind == "delta":
-        return paired_delta(row, col.key, rows, header.get("baseline"))
+        return paired_delta(row, col.key, rows, col.against or header.get("baseline"))
+    if col.kind == "seeds":
+        return len(row["runs"])
     vals = _values(row, col.key)
     if not vals:
         return None
-    if col.kind == "per_seed":
-        return vals
+    if col.kind == "per_seed":  # one entry per run, None where a run lacks the value
+        return [r.get(col.key) for r in row["runs"]]
     if col.kind in ("mean", "minutes"):
         return float(np.mean(vals))
     return [float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else None]
@@ -195,7 +207,7 @@ def _delta(v) -> str:
 
 def cell(col: Col, row: dict, rows: list[dict], header: dict) -> str:
     v = value(row, col, rows, header)
-    if col.kind in ("label", "checkpoint", "bn"):
+    if col.kind in ("label", "checkpoint", "bn", "seeds"):
         text = str(v)
     elif col.kind == "pm_pen":
         pen = value(row, Col("", "pm", col.key + "_pen"), rows, header)
@@ -203,7 +215,7 @@ def cell(col: Col, row: dict, rows: list[dict], header: dict) -> str:
     elif col.kind == "delta":
         text = _delta(v)
     elif col.kind == "per_seed":
-        text = "–" if v is None else "/".join(str(int(x)) for x in v)
+        text = "–" if v is None else "/".join("–" if x is None else str(int(x)) for x in v)
     elif col.kind == "minutes":
         text = "–" if v is None else _num(v / 60)
     else:
@@ -284,6 +296,16 @@ def flat_metrics(part: dict) -> dict:
     return out
 
 
+def n_failures(part: dict, below: float = 0.5) -> int | None:
+    """Cases whose Dice, averaged over the foreground classes they score, is below `below`:
+    the per-image failures that a mean hides. None when the summary has no per-case scores."""
+    cases = part.get("cases")
+    if not cases or "dice" not in cases[0]:
+        return None
+    scores = [[v for v in c["dice"].values() if v is not None] for c in cases]
+    return sum(1 for s in scores if s and float(np.mean(s)) < below)
+
+
 def overrides_of(run_cfg: dict, preset: str | Path) -> list[str]:
     """The keys where the run differs from its preset, as --set arguments (machine keys left out)."""
     import yaml
@@ -310,6 +332,10 @@ def run_record(run: Path, preset: str | Path, label: str | None = None, hardware
     overrides = overrides_of(cfg, preset)
     evaluations = {ev: {f"{part}_{k}": v for part in ("val", "test") for k, v in flat_metrics(res[part]).items()}
                    for ev, res in summary["evaluations"].items()}
+    for ev, res in summary["evaluations"].items():
+        failures = n_failures(res["test"])
+        if failures is not None:
+            evaluations[ev]["test_n_fail50"] = failures
     return {"kind": "run", "label": label or " ".join([f"`{Path(preset).stem}`", *overrides]),
             "config": Path(preset).as_posix(), "overrides": overrides, "seed": cfg["train"]["seed"],
             "dataset": summary["dataset"], "split": split.get("split_source", "default"),
