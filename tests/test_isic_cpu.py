@@ -78,14 +78,20 @@ def test_real_2000_pairs_download_then_two_iterations_of_isic_cpu(tmp_path):
     assert full.test_cases[0].image.shape == (1, 3, 256, 256)  # scored on the prepared files' grid
 
 
-def test_the_isic_grid_cells_for_supervised_and_crossmatch_are_the_presets_themselves():
-    """docs/results.md takes seeds 0 and 1 of the ISIC table from the CPU grid's cells: that is
+@pytest.mark.parametrize("dataset", ["isic", "acdc"])
+def test_the_grid_cells_for_supervised_and_crossmatch_are_the_presets_themselves(dataset):
+    """The grids' results files share runs with the ISIC and ACDC tables (same seeds): that is
     only true while each cell's resolved config is its preset's, seed for seed."""
-    grid = load_grid(ROOT / "ablations/grids/isic_cpu.yaml", smoke=False)
-    assert [c.axes["variant"] for c in grid.cells[::2]] == ["supervised", "image_only", "feature_only", "crossmatch"]
+    grid = load_grid(ROOT / f"ablations/grids/{dataset}_cpu.yaml", smoke=False)
+    variants = list(dict.fromkeys(c.axes["variant"] for c in grid.cells))
+    assert variants[:6] == ["supervised", "fixmatch", "unimatch", "image_only", "feature_only", "crossmatch"]
+    checked = 0
     for cell in grid.cells:
-        preset = {"supervised": "isic_cpu_supervised.yaml", "crossmatch": "isic_cpu.yaml"}.get(cell.axes["variant"])
+        preset = {"supervised": f"{dataset}_cpu_supervised.yaml", "crossmatch": f"{dataset}_cpu.yaml"}.get(
+            cell.axes["variant"])
         if preset:
             cfg = load_config(ROOT / "configs" / preset, [f"train.seed={cell.axes['seed']}"])
             assert cell_hash(cfg) == cell.id, (cell.axes, preset)
-    assert load_grid(ROOT / "ablations/grids/isic_cpu.yaml", smoke=True).cells[0].config.train.iterations == 12
+            checked += 1
+    assert checked == 10 if dataset == "isic" else 6
+    assert load_grid(ROOT / f"ablations/grids/{dataset}_cpu.yaml", smoke=True).cells[0].config.train.iterations == 12
