@@ -350,18 +350,24 @@ def run_record(run: Path, preset: str | Path, label: str | None = None, hardware
 
 
 def machine() -> str:
-    """CPU model and the cores this process may use, e.g. 'AMD EPYC 9R14, 2 cores'."""
+    """CPU model, its bf16 instructions and the cores this process may use, e.g.
+    'AMD EPYC (AVX512-BF16, no AMX), 2 cores': bf16 autocast runs natively only with them,
+    so CPU times compare only between machines that agree on both."""
     import platform
 
     from ..run.runtime import available_cores
 
-    model = platform.processor()
+    model, flags = platform.processor(), set()
     try:
-        model = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                     if ln.startswith("model name"))
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name"))
+        flags = set(next(ln.split(":", 1)[1] for ln in info if ln.startswith("flags")).split())
     except (OSError, StopIteration):
         pass
-    return f"{model or 'unknown CPU'}, {available_cores()} cores"
+    has = [("" if name in flags else "no ") + label
+           for name, label in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX"))]
+    bf16 = f" ({', '.join(has)})" if flags else ""
+    return f"{model or 'unknown CPU'}{bf16}, {available_cores()} cores"
 
 
 def git_commit() -> str | None:
