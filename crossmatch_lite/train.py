@@ -160,7 +160,7 @@ class Trainer:
         self.model = build_model(cfg.model, self.data.in_channels, self.data.num_classes).to(self.device)
         # 2D or 3D is decided here, once, by the data; the views object knows the rest.
         self.views = views_for(self.data.spatial_dims, cfg.data.patch)
-        self.channels_last = use_channels_last(self.device, cfg.train) and self.views.spatial_dims == 2
+        self.channels_last = use_channels_last(self.device, cfg.train) and not self.views.dims.volumetric
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_model = CompiledSteps(self.model) if cfg.train.compile else self.model
@@ -497,7 +497,7 @@ class Trainer:
         # purge_step: TensorBoard drops what an interrupted process wrote past the checkpoint,
         # as _truncate_metrics did for metrics.jsonl.
         self.board = open_board(t.tensorboard, self.out, self.iteration + 1, self.data.val_cases,
-                                self.views.spatial_dims == 3)
+                                self.views.dims.volumetric)
         metrics = open(self.out / "metrics.jsonl", "a")
 
         def log(row: dict) -> None:
