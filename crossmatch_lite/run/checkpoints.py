@@ -52,6 +52,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def load_weights(model: torch.nn.Module, weights: dict, source: str | Path, network: str) -> None:
+    """Load a state dict into `model`, or say in one line why it does not fit (`network`
+    describes the model in that line, e.g. "unet, 4 classes")."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        # torch lists every mismatch after a header line; the first one says enough.
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = (lines[1:] or lines)[0][:160]
+        raise CheckpointError(f"{source} does not fit this run's network ({network}): {first}") from None
+
+
 def load_model(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> torch.nn.Module:
     """The network of a run folder (`best.pt` or `latest.pt`), in eval mode on `device`.
 
