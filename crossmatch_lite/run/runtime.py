@@ -54,7 +54,8 @@ def available_cores() -> int:
 
 
 def configure_threads(n: int) -> int:
-    """One intra-op thread per core: on a 2-core machine more threads only contend."""
+    """One intra-op thread per core: on a 2-core machine more threads only contend. (How long
+    idle OpenMP threads spin is set when the package is imported: crossmatch_lite/__init__.py.)"""
     n = n if n > 0 else available_cores()
     torch.set_num_threads(n)
     return n
