@@ -117,7 +117,11 @@ def make_unlabeled_views(u_w: torch.Tensor, m_w: torch.Tensor | None, cfg: Image
                          gen: torch.Generator, views: Views2D | Views3D | None = None) -> UnlabeledViews:
     """Strong views s_i of u and, for each, a box filled with the source's own strong view
     (the source is m's strong view, or with no m the batch rolled by one). `views` defaults
-    to the geometry of u_w: (B, C, H, W) images or (B, C, X, Y, Z) volumes."""
+    to the geometry of u_w: (B, C, H, W) images or (B, C, X, Y, Z) volumes.
+
+    Random draws, all from `gen`, for each strong view in turn: the view of u, its box, the
+    view of m. A run resumes exactly only if this order stays, and the ACDC replay hands
+    in the official script's recorded views and boxes in this call order."""
     views = views or views_for(Dims.of_tensor(u_w).spatial_dims, u_w.shape[2:])
     n_views = cfg.strong_views if cfg.enabled else 0
     b = u_w.shape[0]
