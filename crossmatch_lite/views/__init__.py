@@ -120,7 +120,7 @@ def make_unlabeled_views(u_w: torch.Tensor, m_w: torch.Tensor | None, cfg: Image
     to the geometry of u_w: (B, C, H, W) images or (B, C, X, Y, Z) volumes.
 
     Random draws, all from `gen`, for each strong view in turn: the view of u, its box, the
-    view of m. A run resumes exactly only if this order stays, and the ACDC replay hands
+    view of m (when there is one). A run resumes exactly only if this order stays, and the ACDC replay hands
     in the official script's recorded views and boxes in this call order."""
     views = views or views_for(Dims.of_tensor(u_w).spatial_dims, u_w.shape[2:])
     n_views = cfg.strong_views if cfg.enabled else 0
