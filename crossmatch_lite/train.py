@@ -314,12 +314,12 @@ class Trainer:
                     if self.iteration % t.val_every == 0 or self.iteration == t.iterations:
                         self._validate_and_save(log)
                     if self.iteration < t.iterations and self._out_of_time():
-                        return self._stop()
+                        break
         finally:
             bar.close()
             self.board.close()
             self.board = NoBoard()
-        return self.finish()
+        return self._stop() if self.iteration < t.iterations else self.finish()
 
     def _timed_step(self) -> dict:
         start, cpu_start = time.perf_counter(), time.process_time()
