@@ -1,19 +1,15 @@
-"""Seconds per CrossMatch iteration: ours (`Trainer.train_step`) against a per-sample baseline.
+"""Seconds per CrossMatch iteration of ours (`Trainer.train_step`), and of its variants.
 
     python -m benchmarks.bench_step --batch 4 --size 128 --repeats 5
-    python -m benchmarks.bench_step --batch 12 --size 256 --repeats 2
+    python -m benchmarks.bench_step --batch 12 --size 256 --repeats 2 --variant bf16=train.amp=bf16
     python -m benchmarks.bench_step --batch 4 --size 128 --compare-threads   # 1 thread vs one per core
 
-The baseline, results key "official", is benchmarks/official_loop.py: a re-creation of the
-official ACDC loop (per-sample HDF5 / scipy / PIL on the CPU, five network calls), written
-from a description of the official code. It is not the official code, so the ratio is to
-that re-creation, not to the official implementation (benchmarks/official_la_speed.py
-times the unmodified official LA script).
-
-Both run in this process on the same data, with the same thread settings; their timed
-iterations are interleaved (ours, official, official, ours, ...) so that changing machine
-load hits both alike, and the reported ratio is the median of per-pair ratios as well as
-the ratio of medians. The first iteration of each is a warm-up that also counts the
+The comparison with the official code is benchmarks/official_acdc_speed.py and
+benchmarks/official_la_speed.py, which run the unmodified official scripts. Here, the
+default configuration and each `--variant` run in this process on the same data, with the
+same thread settings; their timed iterations are interleaved (a, b, b, a, ...) so that
+changing machine load hits all alike, and each variant's ratio to the default is the
+median of per-pair ratios. The first iteration of each is a warm-up that also counts the
 FLOPs (forward + backward, torch.utils.flop_counter) and is not timed.
 
 Reported per loop: median (and min/max) s/iteration, images/s (labeled + unlabeled +
@@ -21,9 +17,7 @@ CutMix-source images drawn per iteration), peak memory (CPU: resident-set growth
 a step, sampled; CUDA: torch.cuda.max_memory_allocated), GFLOP per iteration and the
 achieved GFLOP/s; plus a 2048-cube fp32 matmul rate as the hardware ceiling and the load
 average. On CUDA also the share of an iteration during which the GPU runs no kernel
-(profiled) and, for the official loop, the share of an iteration spent preparing its data
-on the CPU; ours in bf16 autocast + channels-last (+ --compile), the official in fp32.
-Results go to benchmarks/results/<device>_b<B>_s<S>[...].json.
+(profiled). Results go to benchmarks/results/<device>_b<B>_s<S>[...].json.
 """
 from __future__ import annotations
 
@@ -47,8 +41,6 @@ from crossmatch_lite.data import load_data
 from crossmatch_lite.run.files import atomic_write_text
 from crossmatch_lite.run.runtime import configure_threads
 from crossmatch_lite.train import Trainer
-
-from .official_loop import OfficialLoop
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -198,7 +190,6 @@ class Runner:
         self.count_flops = count_flops
         self.times, self.mem, self.flops = [], [], None
         self.cpu_times = []  # process CPU seconds (all threads): a load-robust measure of work
-        self.prep_times = []  # official: seconds in prepare(), one per call of step
         self.first_step_s = None
 
     def warmup_and_count(self):
@@ -217,7 +208,6 @@ class Runner:
 
     def timed(self):
         gc.collect()
-        del self.prep_times[len(self.times):]  # keep only the timed calls' entries
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             sync(self.device)
@@ -254,14 +244,11 @@ class Runner:
             out["first_step_s"] = round(self.first_step_s, 2)
         if self.cpu_times:
             out["cpu_s_per_it_median"] = round(statistics.median(self.cpu_times), 4)
-        if self.prep_times:
-            out["data_prep_s_median"] = round(statistics.median(self.prep_times), 4)
-            out["data_prep_share"] = round(statistics.median(self.prep_times) / med, 3)
         return out
 
 
 def build_runners(args, device, cfg, data, tmp):
-    """ours (and official unless --only-ours), sharing data and initial weights."""
+    """ours and its --variant configurations, sharing the data."""
     trainer = Trainer(cfg, tmp, data=data)
     b = cfg.train.batch_size
     bu = cfg.train.unlabeled_batch_size or b
@@ -272,48 +259,22 @@ def build_runners(args, device, cfg, data, tmp):
         vcfg = make_config(argparse.Namespace(**{**vars(args), "set": list(args.set) + sets.split(",")}), device)
         runners.append(Runner(f"ours[{name}]", Trainer(vcfg, tmp, data=data).train_step, device, images,
                               count_flops=not vcfg.train.compile))
-    if not args.only_ours:
-        torch.manual_seed(cfg.train.seed)
-        model = type(trainer.model)(data.in_channels, data.num_classes, cfg.model.channels,
-                                    cfg.model.encoder_dropout)
-        model.load_state_dict({k: v.float() for k, v in trainer.model.state_dict().items()})
-        off = OfficialLoop(cfg, data, device, slices_dir=Path(args.root) / "data" / "slices",
-                           seed=cfg.train.seed, model=model)
-        official = Runner("official", None, device, images)
-
-        def official_step():
-            t0 = time.perf_counter()
-            batch = off.prepare()  # CPU only: nothing reaches the device before step()
-            official.prep_times.append(time.perf_counter() - t0)
-            return off.step(batch)
-        official.step = official_step
-        runners.append(official)
-        print(f"  re-created official loop reads {off.source}", file=sys.stderr)
     return trainer, runners
 
 
-# What the loop named "official" is; every results file says so next to its numbers.
-OFFICIAL_NOTE = ("benchmarks/official_loop.py: a re-creation of the official ACDC loop from a description "
-                 "of the official code, not the official code; speed-ups are relative to this re-creation")
 # How the per-loop figures are obtained; copied into every results file.
 MEASUREMENT = {
     "cuda": {
-        "official": OFFICIAL_NOTE,
         "s_per_it": "wall clock of one train step between torch.cuda.synchronize calls",
         "peak_mem": "torch.cuda.max_memory_allocated over one step (reset before it)",
         "gpu_idle_share": "1 - (union of CUDA kernel intervals from torch.profiler) / wall time of "
                           "one profiled step: time the GPU runs nothing (waiting on data, Python, "
                           "launches, host syncs); ours builds its views on the GPU",
-        "data_prep_share": "official only: median wall time of prepare() (per-sample HDF5, scipy, "
-                           "PIL on the CPU, in the training process) / median s_per_it; the GPU "
-                           "has nothing queued meanwhile",
     },
     "cpu": {
-        "official": OFFICIAL_NOTE,
         "s_per_it": "wall clock of one train step",
         "peak_mem": "growth of the resident set during a step, sampled every 10 ms",
         "gpu_idle_share": "not applicable",
-        "data_prep_share": "official only: median wall time of prepare() / median s_per_it",
     },
 }
 
@@ -341,7 +302,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="prepared ACDC (python -m data_download acdc --dest data/ACDC); default %(default)s")
     ap.add_argument("--threads", type=int, default=0, help="train.threads (0: one per core)")
     ap.add_argument("--compile", action="store_true", help="torch.compile our model (CUDA)")
-    ap.add_argument("--only-ours", action="store_true")
     ap.add_argument("--compare-threads", action="store_true",
                     help="time ours with 1 thread against train.threads=0, interleaved (CPU)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VAL[,KEY=VAL]",
@@ -379,7 +339,7 @@ def time_threads(args, device, data, tmp) -> dict:
 
 
 def time_loops(args, device, cfg, data, tmp) -> dict:
-    """Ours, its --variant configurations and (unless --only-ours) the re-created official loop."""
+    """Ours and its --variant configurations."""
     _, runners = build_runners(args, device, cfg, data, tmp)
     result = {"threads_used": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
               "train_flags": {"amp": cfg.train.amp, "channels_last": cfg.train.channels_last,
@@ -398,16 +358,6 @@ def time_loops(args, device, cfg, data, tmp) -> dict:
         if r.name.startswith("ours["):
             result["loops"][r.name]["speedup_vs_ours_default"] = round(
                 statistics.median(pair_ratios(r, runners[0])), 3)
-    if not args.only_ours:
-        ours, off = runners[0], runners[-1]
-        cpu_ratio = (round(statistics.median(off.cpu_times) / statistics.median(ours.cpu_times), 3)
-                     if ours.cpu_times and off.cpu_times else None)
-        result["speedup_official_over_ours"] = {
-            "ratio_of_cpu_seconds": cpu_ratio,
-            "ratio_of_medians": round(statistics.median(off.times) / statistics.median(ours.times), 3),
-            "median_of_pair_ratios": round(statistics.median(pair_ratios(ours, off)), 3),
-            "pair_ratios": [round(v, 3) for v in pair_ratios(ours, off)],
-        }
     if device.type == "cuda":
         for r in runners:
             result["loops"][r.name]["gpu_idle_share"] = gpu_idle_share(r.step, device)
@@ -492,15 +442,8 @@ def print_table(result: dict) -> None:
         print(f"{name:<16}{fmt(s.get('cpu_s_per_it_median'), '.3f'):>10}{s['s_per_it_median']:>10.3f}{s['s_per_it_min']:>9.3f}{s['s_per_it_max']:>9.3f}"
               f"{s['images_per_s']:>9.2f}{fmt(s['gflop_per_it'], '.1f'):>10}{fmt(s['achieved_gflop_s'], '.1f'):>9}"
               f"{s['peak_mem_mib']:>10.1f}")
-        notes = ([f"GPU idle share {fmt(s['gpu_idle_share'], '.3f')}"] if "gpu_idle_share" in s else []) \
-            + ([f"data prep share {s['data_prep_share']}"] if "data_prep_share" in s else [])
-        if notes:
-            print(f"{'':<16}" + ", ".join(notes))
-    sp = result.get("speedup_official_over_ours")
-    if sp:
-        print(f"speedup (re-created official loop s/it / ours s/it): {sp['ratio_of_medians']}x from medians, "
-              f"{sp['median_of_pair_ratios']}x median of interleaved pairs {sp['pair_ratios']}; "
-              f"{sp['ratio_of_cpu_seconds']}x in process CPU seconds")
+        if "gpu_idle_share" in s:
+            print(f"{'':<16}GPU idle share {fmt(s['gpu_idle_share'], '.3f')}")
     if "threads" in result:
         print(f"one thread per core vs 1 thread: {result['threads']['speedup_one_per_core_vs_1']}x "
               "(median of interleaved pairs)")

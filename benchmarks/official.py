@@ -17,7 +17,7 @@ no-op, `tensorboardX` and `torchvision` are modules that do nothing (the scripts
 SummaryWriter, transforms.Compose and utils.make_grid), and `medpy` (imported for the final
 evaluation only) is an empty module when it is not installed. These are undone on leaving.
 `real=("torchvision",)` keeps the installed torchvision instead (the ACDC dataset's views
-use its ColorJitter).
+use its ColorJitter), and `real=("cuda",)` keeps `.cuda()` as it is, for a run on a GPU.
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def official_code(code_dir: str | Path, stubs: bool = True,
     set_aside = _pop(names)
     cuda = (torch.nn.Module.cuda, torch.Tensor.cuda)
     sys.modules.update(fakes)
-    if stubs:
+    if stubs and "cuda" not in real:
         torch.nn.Module.cuda = lambda self, *a, **k: self
         torch.Tensor.cuda = lambda self, *a, **k: self
     sys.path.insert(0, str(code_dir))

@@ -2,8 +2,8 @@
 
     git clone https://github.com/AiEson/CrossMatch ../CrossMatch     # measured at 59772e0
     pip install torchvision==VERSION        # the build that matches your torch (see below)
-    python benchmarks/official_acdc_speed.py --official ../CrossMatch --batch 4 --size 128 \\
-        [--iterations 20] [--warmup N] [--rounds 2] [--threads 1] [--official-workers N]
+    python -m benchmarks.official_acdc_speed --official ../CrossMatch --batch 4 --size 128 \\
+        [--device cpu|cuda] [--iterations 20] [--warmup N] [--rounds 2] [--threads 1] [--official-workers N]
 
 The official side is the unmodified `ACDC/train_cross_match.py` of that checkout (imported
 through benchmarks/official.py; nothing of it is copied here), run as its scripts/train.sh
@@ -12,7 +12,8 @@ written into a copy of that config as crop_size and batch_size, on the checkout'
 files (slice files, splits), with its own ACDCDataset views (torchvision's ColorJitter, PIL
 blur, CutMix boxes) and its three DataLoaders of 3 x batch workers each. Its working folder
 is the checkout's ACDC folder (it reads splits/ and dataset/ from there); its TensorBoard
-file goes to a temporary folder. Patched at run time, nothing of the step:
+file goes to a temporary folder. Patched at run time, nothing of the step (with `--device cuda` only the set-up of
+its one-process group: NCCL on GPU 0; `.cuda()`, SyncBatchNorm and DDP stay the script's):
 - `.cuda()` is a no-op (benchmarks/official.py); torchvision is the installed one, so the
   official views need a torchvision that imports beside your torch (e.g. torch 2.14.1 with
   torchvision 0.29.1); both sides then run in that environment;
@@ -30,8 +31,9 @@ time stamps and stops it after the last timed iteration.
 
 Our side is `crossmatch_lite.train.Trainer` with configs/acdc_cpu.yaml at the same size and
 batch, reading the same checkout's volume files (data.root; the same 3 labeled patients),
-data in memory, no loader workers; once with train.amp=off (fp32, as the official) and once
-with the default auto (bf16 on a CPU with native bf16), each in its own process.
+data in memory, no loader workers, on `--device`; once with train.amp=off (fp32, as the
+official) and once with the default auto (bf16 on CUDA and on a CPU with native bf16), each
+in its own process.
 
 Sides run one after another, each in a fresh subprocess with `--threads` torch threads in
 its main process (the official loader workers use one each, as DataLoader sets them), and
@@ -42,36 +44,30 @@ batches made while they run, as in a long run), each of `--iterations` is timed:
 official one as the wall time between the ends of consecutive optimizer steps (loading,
 pasting, four network calls, backward, step), ours as `Trainer.train_step()`. CPU time is
 the process's own plus its children's (the official loader workers, prefetching included).
-Memory: the proportional set size (PSS: shared pages split between the processes sharing
-them) of the side's process tree after its last timed iteration, and the main process's
-peak RSS. Writes benchmarks/results/acdc_speed_cpu_b<batch>_s<size>.json.
+On CUDA every time stamp follows a `torch.cuda.synchronize()`, so an iteration's time
+includes its kernels. Memory: the proportional set size (PSS: shared pages split between
+the processes sharing them) of the side's process tree after its last timed iteration, the
+main process's peak RSS and, on CUDA, `torch.cuda.max_memory_allocated`. Writes
+benchmarks/results/acdc_speed_<device>_b<batch>_s<size>.json.
 """
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:
-    # Started as a file: start again as this checkout's module (see official_la_speed.py).
-    import os
-    import sys
-    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_root, os.environ.get("PYTHONPATH")) if p)
-    os.execv(sys.executable, [sys.executable, "-m", "benchmarks.official_acdc_speed", *sys.argv[1:]])
+import argparse
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from .bench_step import cpu_model  # noqa: E402
-from .official import checkout_commit, official_code  # noqa: E402
-from .timing import cpu_seconds, run_side_process, window  # noqa: E402
+from .bench_step import cpu_model
+from .official import checkout_commit, official_code
+from .timing import cpu_seconds, run_side_process, window
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -100,6 +96,21 @@ def tree_pss_mb() -> float | None:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def peak_gpu_mb(device: str) -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+
+
+def stamp(device: str) -> float:
+    """A time stamp after the GPU's queued work has finished (on CUDA), so kernels count."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 # ---------------------------------------------------------------- the official loop
@@ -132,8 +143,10 @@ def official_workers(batch: int, cap: int | None) -> int:
 
 
 @contextmanager
-def one_process_distributed():
-    """The official script's distributed set-up, on one CPU process (see the docstring)."""
+def one_process_distributed(device: str = "cpu"):
+    """The official script's distributed set-up, as one process: on the CPU with gloo and
+    the GPU-only parts (DDP's device_ids, SyncBatchNorm) left out; on CUDA with NCCL on
+    GPU 0 and everything else as the script has it."""
     import torch
     import torch.distributed as dist
 
@@ -147,11 +160,14 @@ def one_process_distributed():
         port = s.getsockname()[1]
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK="0", RANK="0", WORLD_SIZE="1")
     ddp, convert = torch.nn.parallel.DistributedDataParallel, torch.nn.SyncBatchNorm.__dict__["convert_sync_batchnorm"]
-    torch.nn.parallel.DistributedDataParallel = cpu_ddp
-    torch.nn.SyncBatchNorm.convert_sync_batchnorm = classmethod(lambda cls, module, process_group=None: module)
+    if device == "cpu":
+        torch.nn.parallel.DistributedDataParallel = cpu_ddp
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm = classmethod(lambda cls, module, process_group=None: module)
 
     def setup_distributed(backend="nccl", port=None):  # the official signature; (rank, world size)
-        dist.init_process_group("gloo", world_size=1, rank=0)
+        if device == "cuda":
+            torch.cuda.set_device(0)
+        dist.init_process_group("nccl" if device == "cuda" else "gloo", world_size=1, rank=0)
         return 0, 1
 
     try:
@@ -164,7 +180,7 @@ def one_process_distributed():
 
 
 def run_official(official: Path, size: int, batch: int, warmup: int, iterations: int,
-                 cap: int | None = None) -> dict:
+                 cap: int | None = None, device: str = "cpu") -> dict:
     """The unmodified script, stopped after warmup + iterations optimizer steps."""
     import runpy
 
@@ -176,7 +192,7 @@ def run_official(official: Path, size: int, batch: int, warmup: int, iterations:
     total, stamps, marks = warmup + iterations, [], {}
 
     def after_step(optimizer, args, kwargs):
-        stamps.append(time.perf_counter())
+        stamps.append(stamp(device))
         if len(stamps) == warmup:
             marks["start"] = (cpu_seconds(), os.getloadavg())
         elif len(stamps) == total:
@@ -195,7 +211,8 @@ def run_official(official: Path, size: int, batch: int, warmup: int, iterations:
                     "--labeled-id-path", f"{SPLIT}/labeled.txt", "--unlabeled-id-path", f"{SPLIT}/unlabeled.txt",
                     "--save-path", str(Path(tmp) / "save"), "--eta", "0.3"]
         try:
-            with official_code(code, real=("torchvision",)) as load, one_process_distributed() as setup, \
+            real = ("torchvision", "cuda") if device == "cuda" else ("torchvision",)
+            with official_code(code, real=real) as load, one_process_distributed(device) as setup, \
                     capped_workers(cap):
                 load("util.dist_helper").setup_distributed = setup
                 os.chdir(code)
@@ -210,13 +227,15 @@ def run_official(official: Path, size: int, batch: int, warmup: int, iterations:
         raise RuntimeError(f"the official script ran {len(stamps)} iterations, not {total} (an epoch too short?)")
     out = window([b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:])], marks["start"][0],
                  marks["end"][0], marks["start"][1], marks["end"][1])
-    out.update(pss_mb=marks["pss_mb"], peak_rss_main_mb=peak_rss_mb(), params=marks["params"],
+    out.update(pss_mb=marks["pss_mb"], peak_rss_main_mb=peak_rss_mb(), peak_gpu_mb=peak_gpu_mb(device),
+               params=marks["params"],
                workers=3 * official_workers(batch, cap), torch_threads=torch.get_num_threads())
     return out
 
 
 # ---------------------------------------------------------------- ours
-def run_ours(official: Path, size: int, batch: int, amp: str, warmup: int, iterations: int) -> dict:
+def run_ours(official: Path, size: int, batch: int, amp: str, warmup: int, iterations: int,
+             device: str = "cpu") -> dict:
     import torch
 
     from crossmatch_lite.config import load_config
@@ -225,7 +244,7 @@ def run_ours(official: Path, size: int, batch: int, amp: str, warmup: int, itera
 
     root = (official / "ACDC" / DATA).resolve()
     cfg = load_config(CONFIG, [f"data.root={root}", "data.cache=false", f"data.size={size}",
-                               f"train.batch_size={batch}", f"train.amp={amp}", "train.device=cpu",
+                               f"train.batch_size={batch}", f"train.amp={amp}", f"train.device={device}",
                                f"train.threads={torch.get_num_threads()}", "train.progress=false"])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp) / "run")
@@ -233,11 +252,11 @@ def run_ours(official: Path, size: int, batch: int, amp: str, warmup: int, itera
             trainer.train_step()
         times, cpu0, load0 = [], cpu_seconds(), os.getloadavg()
         for _ in range(iterations):
-            t = time.perf_counter()
+            t = stamp(device)
             trainer.train_step()
-            times.append(time.perf_counter() - t)
+            times.append(stamp(device) - t)
         out = window(times, cpu0, cpu_seconds(), load0, os.getloadavg())
-        out.update(pss_mb=tree_pss_mb(), peak_rss_main_mb=peak_rss_mb(),
+        out.update(pss_mb=tree_pss_mb(), peak_rss_main_mb=peak_rss_mb(), peak_gpu_mb=peak_gpu_mb(device),
                    params=sum(p.numel() for p in trainer.model.parameters()), amp=amp,
                    bf16=uses_bf16(trainer.device, cfg.train), torch_threads=torch.get_num_threads())
     return out
@@ -257,8 +276,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="at most N workers per official training DataLoader (default: 3 x batch, as the script)")
     p.add_argument("--rounds", type=int, default=2, help="times each side runs, in turn")
     p.add_argument("--threads", type=int, default=1, help="torch threads of each side's main process")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where both sides train (default %(default)s); cuda: GPU 0")
     p.add_argument("--sides", default=",".join(SIDES), help="comma-separated subset of " + ",".join(SIDES))
-    p.add_argument("--out", type=Path, help="default: benchmarks/results/acdc_speed_cpu_b<batch>_s<size>.json")
+    p.add_argument("--out", type=Path, help="default: benchmarks/results/acdc_speed_<device>_b<batch>_s<size>.json")
     p.add_argument("--part", choices=list(SIDES), help=argparse.SUPPRESS)  # one side, in a subprocess
     p.add_argument("--part-out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -271,7 +292,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown side(s) {', '.join(sorted(unknown))}; choose from {', '.join(SIDES)}")
     capped = f"_w{args.official_workers}" if args.official_workers else ""
-    args.out = args.out or RESULTS / f"acdc_speed_cpu_b{args.batch}_s{args.size}{capped}.json"
+    args.out = args.out or RESULTS / f"acdc_speed_{args.device}_b{args.batch}_s{args.size}{capped}.json"
     return args
 
 
@@ -290,10 +311,11 @@ def run_part(args) -> dict:
     torch.set_num_threads(args.threads)
     warmup = warmup_of(args, args.part)
     if args.part == "official":
-        out = run_official(args.official, args.size, args.batch, warmup, args.iterations, args.official_workers)
+        out = run_official(args.official, args.size, args.batch, warmup, args.iterations, args.official_workers,
+                           args.device)
     else:
         amp = {"ours_fp32": "off", "ours_auto": "auto"}[args.part]
-        out = run_ours(args.official, args.size, args.batch, amp, warmup, args.iterations)
+        out = run_ours(args.official, args.size, args.batch, amp, warmup, args.iterations, args.device)
     return {**out, "warmup": warmup}
 
 
@@ -302,7 +324,7 @@ def run_side(args, side: str) -> dict:
     warmup = warmup_of(args, side)
     argv = ["--official", str(args.official.resolve()), "--batch", str(args.batch), "--size", str(args.size),
             "--warmup", str(warmup), "--iterations", str(args.iterations), "--threads", str(args.threads),
-            "--part", side]
+            "--device", args.device, "--part", side]
     if args.official_workers:
         argv += ["--official-workers", str(args.official_workers)]
     return run_side_process("benchmarks.official_acdc_speed", argv, ROOT,
@@ -319,15 +341,16 @@ def combine(rounds: list[dict]) -> dict:
            "loadavg_before": rounds[0]["loadavg_before"], "loadavg_after": rounds[-1]["loadavg_after"]}
     for k in ("cpu_s_per_it", "cpu_main_s_per_it", "cpu_children_s_per_it"):
         out[k] = sum(r[k] for r in rounds) / len(rounds)
-    for k in ("pss_mb", "peak_rss_main_mb"):
+    for k in ("pss_mb", "peak_rss_main_mb", "peak_gpu_mb"):
         vals = [r[k] for r in rounds if r.get(k) is not None]
         out[k] = max(vals) if vals else None
     return out
 
 
 def table(res: dict) -> str:
-    rows = ["| side | median s/it | IQR s/it | CPU s/it (workers) | x official (median) | PSS MiB |",
-            "|---|---|---|---|---|---|"]
+    gpu = res.get("device") == "cuda"
+    rows = ["| side | median s/it | IQR s/it | CPU s/it (workers) | x official (median) | PSS MiB |"
+            + (" peak GPU MiB |" if gpu else ""), "|---|---|---|---|---|---|" + ("---|" if gpu else "")]
     base = res["sides"].get("official", {}).get("median_s")
     for key, label in SIDES.items():
         r = res["sides"].get(key)
@@ -338,7 +361,8 @@ def table(res: dict) -> str:
         ratio = f"{base / r['median_s']:.2f}" if base else "–"
         pss = f"{r['pss_mb']:.0f}" if r.get("pss_mb") is not None else "–"
         rows.append(f"| {label} | {r['median_s']:.3f} | {r['iqr_s'][0]:.3f}–{r['iqr_s'][1]:.3f} | "
-                    f"{r['cpu_s_per_it']:.3f} ({r['cpu_children_s_per_it']:.3f}) | {ratio} | {pss} |")
+                    f"{r['cpu_s_per_it']:.3f} ({r['cpu_children_s_per_it']:.3f}) | {ratio} | {pss} |"
+                    + (f" {r['peak_gpu_mb']:.0f} |" if gpu else ""))
     return "\n".join(rows)
 
 
@@ -355,7 +379,10 @@ def main(argv=None) -> None:
                      f"here ({type(e).__name__}: {e}); install the torchvision build that matches your torch")
     import torch
 
-    res = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: torch sees no CUDA GPU here; use --device cpu")
+    res = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "device": args.device,
+           "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
            "python": platform.python_version(), "official_commit": checkout_commit(args.official),
            "commit": checkout_commit(ROOT), "batch": args.batch, "size": args.size, "threads": args.threads,
            "iterations": args.iterations, "official_workers": official_workers(args.batch, args.official_workers),
@@ -372,7 +399,7 @@ def main(argv=None) -> None:
     res["sides"] = {s: combine(r) for s, r in per_side.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"{res['cpu']}, {res['cores']} cores, torch {res['torch']}; batch {args.batch}, size {args.size}, "
+    print(f"{res['gpu'] or res['cpu']}, {res['cores']} CPU cores, torch {res['torch']}; batch {args.batch}, size {args.size}, "
           f"{args.threads} thread(s); {args.rounds} x {args.iterations} timed iterations after "
           f"{warmup_of(args, 'official')} (official) / {warmup_of(args, 'ours_fp32')} (ours)")
     print(table(res))

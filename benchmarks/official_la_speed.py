@@ -1,7 +1,7 @@
 """Seconds per LA (3D) training iteration: the official loop against our `Trainer.train_step`.
 
     git clone https://github.com/AiEson/CrossMatch ../CrossMatch     # measured at 59772e0
-    python benchmarks/official_la_speed.py --official ../CrossMatch [--iterations 20] \\
+    python -m benchmarks.official_la_speed --official ../CrossMatch [--iterations 20] \\
         [--warmup 3] [--data data/LA]
 
 The official side is the unmodified `LA/code/train_cross_match.py` of that checkout
@@ -42,28 +42,18 @@ one copy of the data, and alternate step by step. Writes benchmarks/results/la_s
 """
 from __future__ import annotations
 
-if __name__ == "__main__" and not __package__:
-    # Started as a file: start again as this checkout's module, so that this checkout's
-    # packages (not a copy installed from another one) are imported, here and in the
-    # subprocess of each side.
-    import os
-    import sys
-    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_root, os.environ.get("PYTHONPATH")) if p)
-    os.execv(sys.executable, [sys.executable, "-m", "benchmarks.official_la_speed", *sys.argv[1:]])
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from .bench_step import cpu_model  # noqa: E402
-from .official import checkout_commit, hand_in_vnet, official_code  # noqa: E402
-from .timing import cpu_seconds, run_side_process, window  # noqa: E402
+from .bench_step import cpu_model
+from .official import checkout_commit, hand_in_vnet, official_code
+from .timing import cpu_seconds, run_side_process, window
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"

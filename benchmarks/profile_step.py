@@ -1,18 +1,15 @@
-"""Where an iteration's time goes: torch.profiler op table for ours and the re-created official loop.
+"""Where an iteration's time goes: torch.profiler op table of ours.
 
     python -m benchmarks.profile_step --batch 4 --size 128 --threads 1 [--iterations 5] [--set train.amp=bf16]
 
 Prints the top operators by self CPU time of `--iterations` iterations of each (after one
 warm-up), with each operator's share of the profiled time.
-"official" is benchmarks/official_loop.py, a re-creation of the official loop, not the
-official code.
 """
 from __future__ import annotations
 
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -21,7 +18,6 @@ from crossmatch_lite.data import load_data
 from crossmatch_lite.train import Trainer
 
 from .bench_step import make_config
-from .official_loop import OfficialLoop
 
 
 def main(argv=None):
@@ -36,16 +32,11 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--iterations", type=int, default=1, help="iterations profiled together")
-    ap.add_argument("--which", default="ours,official")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     cfg = make_config(args, device)
     data = load_data(cfg.data, seed=cfg.train.seed)
-    loops = {}
-    if "ours" in args.which:
-        loops["ours"] = Trainer(cfg, tempfile.mkdtemp(), data=data).train_step
-    if "official" in args.which:
-        loops["official"] = OfficialLoop(cfg, data, device, Path(args.root) / "data" / "slices").train_step
+    loops = {"ours": Trainer(cfg, tempfile.mkdtemp(), data=data).train_step}
     for name, step in loops.items():
         step()
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])

@@ -3,12 +3,10 @@
 It follows the structure of the official training script (the wasteful calls included),
 mixes pseudo-labels and confidences separately and evaluates the Dice loss class by class
 over gathered pixels. The step tests (tests/test_crossmatch_step.py, test_losses.py) use it
-as a second, differently organised computation of the same loss, and the re-created
-official loop (benchmarks/official_loop.py) computes its loss with it. It shares the
-network and the feature dropout with the package, so it cannot show that either matches the
-official code: that proof is tests/test_official_replay.py, which replays the official
-script's own numbers. It lives here, not under tests/, because the benchmarks import it and
-must not import from tests/.
+as a second, differently organised computation of the same loss. It shares the network and
+the feature dropout with the package, so it cannot show that either matches the official
+code: that proof is tests/test_official_replay.py, which replays the official script's own
+numbers.
 """
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from .dims import DATASET_DIMS, Dims
+
 
 @dataclass(frozen=True)
 class Range:
@@ -49,10 +51,6 @@ def knob(default: Any, doc: str, range: Range | None = None) -> Any:
     return field(default=default, metadata=meta)
 
 
-# Every dataset the data layer reads, with its number of spatial axes.
-DATASET_DIMS = {"toy_acdc": 2, "toy_isic": 2, "acdc": 2, "isic2018": 2, "folder": 2, "toy_la": 3, "la": 3,
-                "pancreas": 3,
-                "fives": 2}
 DatasetName = Literal[tuple(DATASET_DIMS)]
 
 
@@ -246,7 +244,7 @@ def _choices(tp: Any) -> tuple | None:
 KEYS = key_fields()
 CHOICES = {k: c for k, (tp, _) in KEYS.items() if (c := _choices(tp)) is not None}
 RANGES = {k: f.metadata["range"] for k, (_, f) in KEYS.items() if f.metadata.get("range") is not None}
-DATASETS_3D = tuple(name for name, dims in DATASET_DIMS.items() if dims == 3)
+DATASETS_3D = tuple(name for name in DATASET_DIMS if Dims.of_dataset(name).volumetric)
 
 
 def key_rows() -> list[tuple[str, Any, str, str]]:
@@ -451,10 +449,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.poly_iterations ({cfg.train.poly_iterations}) must be at least train.iterations "
                           f"({cfg.train.iterations}): the poly learning rate would turn negative; leave it unset "
                           "to decay over train.iterations")
-    three_d = DATASET_DIMS[cfg.data.name] == 3
-    if three_d != (cfg.model.arch == "vnet"):
-        raise ConfigError(f"data.name={cfg.data.name} is {'3D' if three_d else '2D'} data, but model.arch="
-                          f"{cfg.model.arch}; use model.arch={'vnet' if three_d else 'unet'} "
+    dims = Dims.of_dataset(cfg.data.name)
+    three_d = dims.volumetric
+    if cfg.model.arch != dims.arch:
+        raise ConfigError(f"data.name={cfg.data.name} is {dims.name} data, but model.arch="
+                          f"{cfg.model.arch}; use model.arch={dims.arch} "
                           f"(presets: configs/{'la' if three_d else 'crossmatch'}.yaml)")
     if not three_d and cfg.data.size % 16:
         raise ConfigError(f"data.size must be a multiple of 16 (the UNet halves it four times), got {cfg.data.size}")
@@ -468,7 +467,7 @@ def validate(cfg: Config) -> None:
                           f"{cfg.data.patch}: voxels between windows would get no prediction")
     if len(cfg.model.channels) != 5 or len(cfg.model.encoder_dropout) != 5:
         raise ConfigError("model.channels and model.encoder_dropout need 5 entries, one per network level")
-    if cfg.model.arch == "vnet" and any(cfg.model.encoder_dropout[:4]):
+    if three_d and any(cfg.model.encoder_dropout[:4]):  # model.arch is vnet: checked above
         raise ConfigError("the VNet drops out its bottleneck only: model.encoder_dropout must be [0, 0, 0, 0, p], "
                           f"got {cfg.model.encoder_dropout}")
 

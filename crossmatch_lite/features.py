@@ -7,7 +7,8 @@ ways (clean, weak dropout, strong dropout) with one decoder.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from .dims import Dims
 
 
 def drop_features(feats: list[torch.Tensor], rate: float) -> list[torch.Tensor]:
@@ -17,7 +18,7 @@ def drop_features(feats: list[torch.Tensor], rate: float) -> list[torch.Tensor]:
     code the perturbation modules are not registered submodules, so model.eval() never
     switches them off, and the no-gradient pass on the CutMix source is perturbed too.
     """
-    return [(F.dropout3d if f.dim() == 5 else F.dropout2d)(f, rate, training=True) for f in feats]
+    return [Dims.of_tensor(f).channel_dropout(f, rate, training=True) for f in feats]
 
 
 def cat_features(*groups: list[torch.Tensor]) -> list[torch.Tensor]:

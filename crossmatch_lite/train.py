@@ -1,23 +1,24 @@
-"""The training loop: data, schedule, checkpoints, validation, final test evaluation.
+"""The training loop: data, step, optimizer, schedule, validation, checkpoints, final evaluation.
 
-The method itself lives in `crossmatch_step.py`; this file only feeds it. A run folder
-holds everything needed to inspect or continue it:
+The method itself lives in `crossmatch_step.py`; this file only feeds it. `Trainer.run`
+reads as the loop; what the run folder guarantees (lock, identity, resume, atomic files,
+metrics cut back to the checkpoint) is `run.folder.RunFolder`, which it calls. A run
+folder holds everything needed to inspect or continue a run:
 
     config.yaml     the resolved config        split.json    the exact data split
     metrics.jsonl   one row per logged step    latest.pt     model, optimiser, RNG states
     best.pt         the best model on val      summary.json  val and test metrics of best.pt
-    .lock           held while a process trains into the folder (run_folder.py)
+    .lock           held while a process trains into the folder (run/folder.py)
     events.out.tfevents.*   the rows of metrics.jsonl and val pictures for TensorBoard
                     (train.tensorboard; run/tensorboard.py)
 
-Before anything in the folder is written, the run is checked: it must have val cases to
-choose best.pt on, unlabeled images if its terms need them, the folder must not be in
-use, and a run already there must be this one (run_folder.check_identity).
+Before anything in the folder is written, the run is checked (`preflight`): it must have
+val cases to choose best.pt on and unlabeled images if its terms need them; then the
+folder must not be in use, and a run already there must be this one.
 """
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import sys
 import time
@@ -28,27 +29,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .run.checkpoints import CheckpointError, load_checkpoint
-from .views import UnlabeledViews, make_unlabeled_views, views_for
 from .batchnorm import recompute_statistics
-from .config import Config, load_config, save_config, to_dict
+from .config import Config, load_config
 from .crossmatch_step import StepOutput, crossmatch_step, plan_from
 from .data import SegData, load_data
 from .evaluate import evaluate_cases
-from .run.files import atomic_torch_save, atomic_write_json, atomic_write_text
-from .run.folder import RESUME_FREE_KEYS, RunLocked, RunMismatch, check_identity, data_fingerprint, locked
+from .models import build_model
+from .run.checkpoints import load_checkpoint, load_weights
+from .run.folder import RESUME_FREE_KEYS, RunFolder, RunLocked, RunMismatch, TrainingDiverged
 from .run.runtime import (FreeCores, autocast_for, available_cores, configure_threads, memory_bytes,
                           pick_device, seed_everything, step_memory_bytes, use_channels_last)
 from .run.sampling import EpochSampler
 from .run.tensorboard import NoBoard, open_board
 from .switches import contradiction_warning
-from .models import build_model
+from .views import UnlabeledViews, make_unlabeled_views, views_for
 
 __all__ = ["RESUME_FREE_KEYS", "RunLocked", "RunMismatch", "RunRefused", "Trainer", "TrainingDiverged", "train"]
-
-
-class TrainingDiverged(RuntimeError):
-    pass
 
 
 class RunRefused(RuntimeError):
@@ -68,6 +64,18 @@ def _device(name: str) -> torch.device:
     if dev.type == "mps" and not (mps is not None and mps.is_available()):
         raise RunRefused(f"train.device={name} was asked for, but MPS is not available here; use cpu or auto")
     return dev
+
+
+def cpu_threads(device: torch.device, threads: int) -> FreeCores | None:
+    """Set this process's CPU threads. train.threads=0 on a CPU: follow the cores other
+    processes leave free (re-measured every 5 s, asked after each step: the FreeCores
+    returned); a fixed count otherwise (bitwise-repeatable runs)."""
+    if device.type != "cpu":
+        return None
+    if threads == 0:
+        return FreeCores()
+    configure_threads(threads)
+    return None
 
 
 def check_resources(cfg: Config, device: torch.device) -> None:
@@ -141,50 +149,100 @@ class CompiledSteps:
         return getattr(self.model, name)
 
 
+
+
+def make_samplers(data: SegData, plan, t) -> dict[str, EpochSampler]:
+    """Only the samplers the step draws from: a supervised run on every training image has
+    no unlabeled pool, and must not need one. Seeds: labeled seed, unlabeled seed + 1,
+    the CutMix source seed + 2 (the augmentations draw from seed + 3)."""
+    bu = t.unlabeled_batch_size or t.batch_size
+    wanted = {"labeled": (data.labeled_idx, t.batch_size, t.seed),
+              "unlabeled": (data.unlabeled_idx, bu, t.seed + 1) if plan.unlabeled else None,
+              "source": (data.unlabeled_idx, bu, t.seed + 2) if plan.second_batch_source else None}
+    return {k: EpochSampler(*v) for k, v in wanted.items() if v is not None and len(v[0])}
+
+
+def preflight(cfg: Config, data: SegData, plan, samplers: dict) -> None:
+    """Refuse, before any file is written, a run that would fail or mislead later."""
+    if not data.val_cases:
+        raise RunRefused(
+            f"{cfg.data.name}: the split has no val cases, so no checkpoint can be chosen on val "
+            "and the run would stop at its first validation. Prepare the val data (ISIC: "
+            "python -m data_download isic2018 --splits val --dest DATA_ROOT) or pass a "
+            "data.split_file whose 'val' list is not empty.")
+    if plan.unlabeled and "unlabeled" not in samplers:
+        raise RunRefused(
+            f"data.labeled={cfg.data.labeled:g} labels every training image, so the "
+            f"{cfg.preset} terms have no unlabeled images to learn from. For a fully supervised "
+            "run use --config configs/supervised.yaml; otherwise label fewer.")
+    if "labeled" not in samplers:
+        raise RunRefused("the split has no labeled training images: check data.labeled and the data")
+    for name, sampler in samplers.items():
+        if sampler.batch > len(sampler.indices):
+            raise RunRefused(f"a batch of {sampler.batch} {name} images is larger than the {len(sampler.indices)} "
+                             f"{name} training images there are; lower train.batch_size "
+                             "(train.unlabeled_batch_size for the unlabeled ones)")
+    if cfg.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise RunRefused("train.tensorboard=true needs the tensorboard package: pip install tensorboard "
+                         "(it is in requirements.txt), or --set train.tensorboard=false")
+    warning = contradiction_warning(cfg)
+    if warning:
+        print(warning, file=sys.stderr)
+
+
+def evaluate_weights(trainer: "Trainer", weights: dict) -> dict:
+    """{which}_{bn}: {"val", "test"} for each of `weights` ("best", "latest") under running and
+    precise BatchNorm statistics. Leaves the last evaluated weights in trainer.model."""
+    evaluations = {}
+    for which in ("best", "latest"):
+        if which not in weights:
+            continue
+        if which == "latest" and "best" in weights and trainer.best_iteration == trainer.iteration:
+            # best.pt was saved from these very weights: the same scores, computed once.
+            for bn in ("running", "precise"):
+                evaluations[f"latest_{bn}"] = evaluations[f"best_{bn}"]
+            continue
+        trainer.model.load_state_dict(weights[which])
+        for bn in ("running", "precise"):
+            model = trainer.eval_model(bn)
+            evaluations[f"{which}_{bn}"] = {
+                "val": trainer.evaluate(trainer.data.val_cases, distances=False, model=model),
+                "test": trainer.evaluate(trainer.data.test_cases, distances=trainer.cfg.eval.distances, model=model),
+            }
+    return evaluations
+
+
 class Trainer:
+    """One run: `Trainer(cfg, out_dir).run()` trains into `out_dir` (or resumes it, or returns its
+    summary if finished); notebooks call `next_batch`, `train_step`, `evaluate` one at a time."""
+
     def __init__(self, cfg: Config, out_dir: str | Path, data: SegData | None = None,
                  on_log: Callable[[dict], None] | None = None):
-        self.cfg = cfg
-        self.out = Path(out_dir)
-        self.on_log = on_log
-        self.device = _device(cfg.train.device)
+        self.cfg, self.out, self.on_log = cfg, Path(out_dir), on_log
+        t = cfg.train
+        self.device = _device(t.device)
         check_resources(cfg, self.device)
-        # train.threads=0 on a CPU: follow the cores other processes leave free (re-measured
-        # every 5 s, asked after each step); a fixed count otherwise (bitwise-repeatable runs).
-        self.free_cores = FreeCores() if self.device.type == "cpu" and cfg.train.threads == 0 else None
-        if self.device.type == "cpu" and self.free_cores is None:
-            configure_threads(cfg.train.threads)
-        seed_everything(cfg.train.seed)
-        self.data = data if data is not None else load_data(cfg.data, seed=cfg.train.seed)
+        self.free_cores = cpu_threads(self.device, t.threads)
+        seed_everything(t.seed)
+        self.data = data if data is not None else load_data(cfg.data, seed=t.seed)
+        self.folder = RunFolder(self.out, cfg, self.data)
         self.plan = plan_from(cfg)
         self.model = build_model(cfg.model, self.data.in_channels, self.data.num_classes).to(self.device)
-        # 2D or 3D is decided here, once, by the data; the views object knows the rest.
-        self.views = views_for(self.data.spatial_dims, cfg.data.patch)
-        self.channels_last = use_channels_last(self.device, cfg.train) and self.views.spatial_dims == 2
+        self.views = views_for(self.data.spatial_dims, cfg.data.patch)  # knows 2D or 3D (views.dims)
+        self.channels_last = use_channels_last(self.device, t) and not self.views.dims.volumetric
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.step_model = CompiledSteps(self.model) if cfg.train.compile else self.model
-        t = cfg.train
+        self.step_model = CompiledSteps(self.model) if t.compile else self.model
         self.opt = make_optimizer(cfg, self.model.parameters())
         self.autocast = autocast_for(self.device, t)
-        bu = t.unlabeled_batch_size or t.batch_size
-        # Only the samplers the step draws from: a supervised run on every training image
-        # has no unlabeled pool, and must not need one.
-        wanted = {"labeled": (self.data.labeled_idx, t.batch_size, t.seed),
-                  "unlabeled": (self.data.unlabeled_idx, bu, t.seed + 1) if self.plan.unlabeled else None,
-                  "source": (self.data.unlabeled_idx, bu, t.seed + 2) if self.plan.second_batch_source else None}
-        self.samplers = {k: EpochSampler(*v) for k, v in wanted.items() if v is not None and len(v[0])}
+        self.samplers = make_samplers(self.data, self.plan, t)
         self.aug_gen = torch.Generator().manual_seed(t.seed + 3)
         # The whole training set is small once resized: keep it on the device (3D: one
         # tensor per volume, as their sizes differ).
         self.images = self.views.store(self.data.train_images, self.device)
         self.labels = self.views.store(self.data.train_labels, self.device)
-        self.iteration = 0
-        self.best = -1.0
-        self.best_iteration = -1
-        self.seconds = 0.0
-        self.cpu_seconds = 0.0  # process CPU time: comparable across machine load
-        self.iteration_saved = 0
+        self.iteration, self.best, self.best_iteration = 0, -1.0, -1
+        self.seconds, self.cpu_seconds = 0.0, 0.0  # wall and process CPU time (comparable across load)
         self.board = NoBoard()  # a Board only while run() trains
         self.started: float | None = None  # time.monotonic() when run() began: train.max_minutes
 
@@ -210,89 +268,74 @@ class Trainer:
 
     def load_weights(self, weights: dict, source: Path) -> None:
         """Load a state dict into the model, or say in one line why it does not fit."""
-        try:
-            self.model.load_state_dict(weights)
-        except RuntimeError as e:
-            # torch lists every mismatch after a header line; the first one says enough.
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-            first = (lines[1:] or lines)[0][:160]
-            raise CheckpointError(f"{source} does not fit this run's network ({self.cfg.model.arch}, "
-                                  f"{self.data.num_classes} classes): {first}") from None
-
-    # ------------------------------------------------------------------ checkpoints
-    def _state(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(),
-            "iteration": self.iteration,
-            "best": self.best,
-            "best_iteration": self.best_iteration,
-            "seconds": self.seconds,
-            "cpu_seconds": self.cpu_seconds,
-            "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
-            "aug_gen": self.aug_gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "config": to_dict(self.cfg),
-            "split": self._split_lists(),
-            "data_fingerprint": self.fingerprint,
-        }
-
-    def _split_lists(self) -> dict:
-        return {k: list(self.data.split.get(k, [])) for k in ("labeled", "unlabeled", "val", "test")}
+        load_weights(self.model, weights, source, f"{self.cfg.model.arch}, {self.data.num_classes} classes")
 
     @property
-    def fingerprint(self) -> str:
-        if getattr(self, "_fingerprint", None) is None:
-            self._fingerprint = data_fingerprint(self.data.train_images, self.data.train_labels)
-        return self._fingerprint
+    def iteration_saved(self) -> int:
+        """The iteration latest.pt holds (0: none yet)."""
+        return self.folder.iteration_saved
 
-    def _restore(self, state: dict) -> None:
-        # Checkpoints written before the split and fingerprint were stored fall back to
-        # split.json and skip the fingerprint.
-        check_identity(self.out, to_dict(self.cfg), self.data.split, self.fingerprint,
-                       saved_config=state["config"], saved_split=state.get("split"),
-                       saved_fingerprint=state.get("data_fingerprint"))
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.iteration = state["iteration"]
-        self.best, self.best_iteration = state["best"], state["best_iteration"]
-        self.seconds = state.get("seconds", 0.0)
-        self.cpu_seconds = state.get("cpu_seconds", 0.0)
-        for k, s in self.samplers.items():
-            s.load_state_dict(state["samplers"][k])
-        self.aug_gen.set_state(state["aug_gen"])
-        torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict:
+        """Train (or resume, or reuse a finished run), evaluate, and return the summary, with
+        the weights chosen on val (best.pt, or the latest without one) in self.model. A run
+        stopped by train.max_minutes returns a summary marked "stopped" instead, without the
+        final evaluation; running it again resumes."""
+        self.started = time.monotonic()
+        preflight(self.cfg, self.data, self.plan, self.samplers)
+        with self.folder.locked():
+            state, finished = self.folder.begin(self.device)
+            if state is not None:
+                restore_loop(self, state)
+            summary = finished if finished is not None else self._train()
+        if self.folder.best.exists():
+            self.load_weights(load_checkpoint(self.folder.best, self.device)["model"], self.folder.best)
+        return summary
 
-    def _truncate_metrics(self) -> None:
-        """Drop log rows past the checkpoint: they will be produced again. A line torn by a
-        kill mid-write is dropped too (it is past the checkpoint by construction)."""
-        path = self.out / "metrics.jsonl"
-        if not path.exists():
-            return
-        keep = []
-        for ln in path.read_text(errors="replace").splitlines():
-            try:
-                row = json.loads(ln)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and row.get("iteration", 0) <= self.iteration:
-                keep.append(ln)
-        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+    def _train(self) -> dict:
+        """Train from self.iteration to the end (or the time limit), logging as it goes."""
+        t = self.cfg.train
+        # purge_step: TensorBoard drops what an interrupted process wrote past the checkpoint,
+        # as the folder did for metrics.jsonl.
+        self.board = open_board(t.tensorboard, self.out, self.iteration + 1, self.data.val_cases,
+                                self.views.dims.volumetric)
+        bar = tqdm(total=t.iterations, initial=self.iteration, disable=not t.progress,
+                   desc=f"{self.cfg.preset} on {self.cfg.data.name}", dynamic_ncols=True,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
+        try:
+            with self.folder.metrics(self.board.scalars, self.on_log) as log:
+                while self.iteration < t.iterations:
+                    row = self._timed_step()
+                    if self.iteration % t.log_every == 0 or self.iteration == 1:
+                        log(row)
+                        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "x", "s", "kd") if k in row},
+                                        refresh=False)
+                    bar.update(1)
+                    if self.iteration % t.val_every == 0 or self.iteration == t.iterations:
+                        self._validate_and_save(log)
+                    if self.iteration < t.iterations and self._out_of_time():
+                        break
+        finally:
+            bar.close()
+            self.board.close()
+            self.board = NoBoard()
+        return self._stop() if self.iteration < t.iterations else self.finish()
 
-    # ------------------------------------------------------------------ one iteration
-    def _draw(self, name: str):
-        """The next (images, labels) of sampler `name`, as stored (the views make them float)."""
-        idx = self.samplers[name].next()
-        return self.views.gather(self.images, idx), self.views.gather(self.labels, idx)
+    def _timed_step(self) -> dict:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        row = self.train_step()
+        self.seconds += time.perf_counter() - start
+        self.cpu_seconds += time.process_time() - cpu_start
+        row["seconds"] = round(self.seconds, 3)
+        if self.free_cores is not None:
+            row["threads"] = self.free_cores.update()
+        return row
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, UnlabeledViews | None]:
         """One iteration's inputs, as `train_step` feeds them to `crossmatch_step`: the weak
-        view of a labeled batch `x` with its masks `y`, and the unlabeled views (None for a
-        supervised run). Draws from the run's samplers and augmentation generator, so
-        notebooks that call it see exactly what training sees."""
+        view of a labeled batch `x` (B, C, *spatial) with its masks `y` (B, *spatial), and the
+        unlabeled views (None for a supervised run). Draws from the run's samplers and
+        augmentation generator, so notebooks that call it see exactly what training sees."""
         x, y = self.views.weak(*self._draw("labeled"), self.aug_gen)
         views = None
         if self.plan.unlabeled:
@@ -305,6 +348,11 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y, views
 
+    def _draw(self, name: str):
+        """The next (images, labels) of sampler `name`, as stored (the views make them float)."""
+        idx = self.samplers[name].next()
+        return self.views.gather(self.images, idx), self.views.gather(self.labels, idx)
+
     def step_loss(self, x: torch.Tensor, y: torch.Tensor, views: UnlabeledViews | None,
                   thresh: float) -> StepOutput:
         """The loss of one iteration; a subclass may add its own terms (notebook 07)."""
@@ -316,14 +364,12 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = lr
         thresh = conf_threshold(cfg, it)
-
         x, y, views = self.next_batch()
-
         self.model.train()
         with self.autocast:
             out = self.step_loss(x, y, views, thresh)
         if not torch.isfinite(out.loss):
-            raise self._diverged(f"the loss became {out.loss.item()} at iteration {it} (terms: {out.terms})")
+            raise self.folder.diverged(f"the loss became {out.loss.item()} at iteration {it} (terms: {out.terms})")
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         self.opt.step()
@@ -332,6 +378,61 @@ class Trainer:
         if self.plan.unlabeled:
             row.update(mask_ratio=out.mask_ratio, conf_thresh=thresh)
         return row
+
+    # ------------------------------------------------------------------ validate and save
+    def _validate_and_save(self, log) -> None:
+        self._check_finite()
+        # The board's few picture cases keep their predictions (none when it is off).
+        val = self.evaluate(self.data.val_cases, keep_predictions=self.board.picture_ids)
+        dice = val["dice"]["mean"] or 0.0
+        row = {"iteration": self.iteration, "val_dice": dice,
+               **{f"val_dice_{k}": v for k, v in val["dice"].items() if k != "mean"}}
+        if dice > self.best:
+            self.best, self.best_iteration = dice, self.iteration
+            self.folder.save_best(self.model.state_dict(), self.iteration, dice)
+        self.folder.save_latest(loop_state(self))
+        log(row)
+        self.board.pictures(val.get("_predictions", {}), self.iteration)
+
+    def _check_finite(self) -> None:
+        """Refuse to checkpoint non-finite weights: latest.pt must stay a state worth resuming."""
+        if not all(torch.isfinite(v).all() for v in self.model.state_dict().values() if v.is_floating_point()):
+            raise self.folder.diverged(f"the weights hold non-finite values at iteration {self.iteration}")
+
+    def _out_of_time(self) -> bool:
+        limit = self.cfg.train.max_minutes
+        return limit is not None and self.started is not None and time.monotonic() - self.started >= 60 * limit
+
+    def _stop(self) -> dict:
+        """Stop at train.max_minutes: a checkpoint of this very iteration, without a validation
+        (validations, and so best.pt, stay at the iterations an uninterrupted run has them),
+        and where the run stands. summary.json is not written: it marks a finished run (and
+        an ablation cell as done)."""
+        t = self.cfg.train
+        if self.iteration_saved != self.iteration:
+            self._check_finite()
+            self.folder.save_latest(loop_state(self))
+        print(f"stopped at the time limit (train.max_minutes={t.max_minutes:g}) after iteration "
+              f"{self.iteration} of {t.iterations}; {self.folder.latest} holds it: run the same command "
+              "again to resume", file=sys.stderr)
+        return {"stopped": "time limit", **summary_head(self), "iterations_planned": t.iterations,
+                "best_val_dice": self.best if self.best_iteration >= 0 else None}
+
+    def finish(self) -> dict:
+        """Evaluate the weights chosen on val (never on test) and the latest weights, each
+        with running and with recomputed ("precise") BatchNorm statistics. The headline
+        `val`/`test` entries are best.pt under eval.bn, the evaluation that chose it."""
+        weights = {"latest": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+        if self.folder.best.exists():
+            weights["best"] = load_checkpoint(self.folder.best, self.device)["model"]
+        evaluations = evaluate_weights(self, weights)
+        chosen = "best" if "best" in weights else "latest"
+        headline = f"{chosen}_{self.cfg.eval.bn}"
+        self.model.load_state_dict(weights[chosen])
+        summary = {**summary_head(self), "headline": headline, "val": evaluations[headline]["val"],
+                   "test": evaluations[headline]["test"], "evaluations": evaluations}
+        self.folder.write_summary(summary)
+        return summary
 
     # ------------------------------------------------------------------ evaluation
     def eval_model(self, bn: str | None = None) -> torch.nn.Module:
@@ -352,8 +453,8 @@ class Trainer:
                  model: torch.nn.Module | None = None) -> dict:
         d = self.data
         return evaluate_cases(model if model is not None else self.eval_model(), cases, d.num_classes,
-                              d.class_names, self.cfg.data.size,
-                              self.device, distances=distances, batch=self.cfg.eval.batch_slices,
+                              d.class_names, self.cfg.data.size, self.device, distances=distances,
+                              batch=self.cfg.eval.batch_slices,
                               autocast=autocast_for(self.device, self.cfg.train),
                               keep_predictions=keep_predictions, window=self.window)
 
@@ -362,260 +463,42 @@ class Trainer:
         """The sliding window of 3D evaluation (None for 2D data)."""
         return self.views.window(self.cfg.eval.stride, self.data.downsample)
 
-    def _diverged(self, what: str) -> TrainingDiverged:
-        """The one-line stop of a diverged run. Nothing non-finite is ever written, so the
-        last checkpoint (if any) holds finite weights; the run's config is its identity,
-        so the way on is a new run folder."""
-        latest = self.out / "latest.pt"
-        last = (f"{latest} (iteration {self.iteration_saved}) is the last checkpoint, with finite weights"
-                if self.iteration_saved and latest.exists() else "no checkpoint was written")
-        return TrainingDiverged(f"{what}. {last}. Lower train.lr (or check the data) and train into a new "
-                                "--out: the same --out resumes only the same config.")
 
-    def _check_finite(self) -> None:
-        """Refuse to checkpoint non-finite weights: latest.pt must stay a state worth resuming."""
-        if not all(torch.isfinite(v).all() for v in self.model.state_dict().values() if v.is_floating_point()):
-            raise self._diverged(f"the weights hold non-finite values at iteration {self.iteration}")
+# The loop's own state, kept in latest.pt and restored from it: module functions beside
+# the class so that Trainer reads as the loop; each names every attribute it touches.
+def loop_state(trainer: Trainer) -> dict:
+    """What latest.pt holds of the loop (the run folder adds the run's identity)."""
+    t = trainer
+    return {"model": t.model.state_dict(), "optimizer": t.opt.state_dict(), "iteration": t.iteration,
+            "best": t.best, "best_iteration": t.best_iteration, "seconds": t.seconds,
+            "cpu_seconds": t.cpu_seconds, "samplers": {k: s.state_dict() for k, s in t.samplers.items()},
+            "aug_gen": t.aug_gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
-    def _save_latest(self) -> None:
-        atomic_torch_save(self._state(), self.out / "latest.pt")
-        self.iteration_saved = self.iteration
 
-    def _validate_and_save(self, log) -> None:
-        self._check_finite()
-        # The board's few picture cases keep their predictions (none when it is off).
-        val = self.evaluate(self.data.val_cases, keep_predictions=self.board.picture_ids)
-        dice = val["dice"]["mean"] or 0.0
-        row = {"iteration": self.iteration, "val_dice": dice,
-               **{f"val_dice_{k}": v for k, v in val["dice"].items() if k != "mean"}}
-        if dice > self.best:
-            self.best, self.best_iteration = dice, self.iteration
-            atomic_torch_save({"model": self.model.state_dict(), "iteration": self.iteration,
-                               "val_dice": dice, "config": to_dict(self.cfg),
-                               "data_fingerprint": self.fingerprint}, self.out / "best.pt")
-        self._save_latest()
-        log(row)
-        self.board.pictures(val.get("_predictions", {}), self.iteration)
+def restore_loop(trainer: Trainer, state: dict) -> None:
+    """The loop where `state` (a loop_state) left it: weights, optimiser, counters, every draw."""
+    t = trainer
+    t.model.load_state_dict(state["model"])
+    t.opt.load_state_dict(state["optimizer"])
+    t.iteration = state["iteration"]
+    t.best, t.best_iteration = state["best"], state["best_iteration"]
+    t.seconds, t.cpu_seconds = state.get("seconds", 0.0), state.get("cpu_seconds", 0.0)
+    for k, s in t.samplers.items():
+        s.load_state_dict(state["samplers"][k])
+    t.aug_gen.set_state(state["aug_gen"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
 
-    # ------------------------------------------------------------------ the run
-    def _preflight(self) -> None:
-        """Refuse, before any file is written, a run that would fail or mislead later."""
-        if not self.data.val_cases:
-            raise RunRefused(
-                f"{self.cfg.data.name}: the split has no val cases, so no checkpoint can be chosen on val "
-                "and the run would stop at its first validation. Prepare the val data (ISIC: "
-                "python -m data_download isic2018 --splits val --dest DATA_ROOT) or pass a "
-                "data.split_file whose 'val' list is not empty.")
-        if self.plan.unlabeled and "unlabeled" not in self.samplers:
-            raise RunRefused(
-                f"data.labeled={self.cfg.data.labeled:g} labels every training image, so the "
-                f"{self.cfg.preset} terms have no unlabeled images to learn from. For a fully supervised "
-                "run use --config configs/supervised.yaml; otherwise label fewer.")
-        if "labeled" not in self.samplers:
-            raise RunRefused("the split has no labeled training images: check data.labeled and the data")
-        for name, sampler in self.samplers.items():
-            if sampler.batch > len(sampler.indices):
-                raise RunRefused(f"a batch of {sampler.batch} {name} images is larger than the {len(sampler.indices)} "
-                                 f"{name} training images there are; lower train.batch_size "
-                                 "(train.unlabeled_batch_size for the unlabeled ones)")
-        if self.cfg.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
-            raise RunRefused("train.tensorboard=true needs the tensorboard package: pip install tensorboard "
-                             "(it is in requirements.txt), or --set train.tensorboard=false")
-        warning = contradiction_warning(self.cfg)
-        if warning:
-            print(warning, file=sys.stderr)
 
-    def _finished_without_latest(self) -> dict | None:
-        """The summary of a finished run whose latest.pt was deleted (or never kept)."""
-        path = self.out / "summary.json"
-        if not path.exists():
-            return None
-        try:
-            summary = json.loads(path.read_text())
-        except ValueError:
-            return None
-        if not isinstance(summary, dict) or summary.get("iterations", 0) < self.cfg.train.iterations:
-            return None
-        best = self.out / "best.pt"
-        if best.exists():
-            state = load_checkpoint(best, "cpu")
-            check_identity(self.out, to_dict(self.cfg), self.data.split, self.fingerprint,
-                           saved_config=state.get("config"),
-                           saved_fingerprint=state.get("data_fingerprint"))
-        return summary
-
-    def run(self) -> dict:
-        """Train (or resume, or reuse a finished run), evaluate, and return the summary, with
-        the weights chosen on val (best.pt, or the latest without one) in self.model. A run
-        stopped by train.max_minutes returns a summary marked "stopped" instead, without the
-        final evaluation; running it again resumes."""
-        self.started = time.monotonic()
-        self._preflight()
-        with locked(self.out):
-            summary = self._run_locked()
-        if (self.out / "best.pt").exists():
-            self.load_weights(load_checkpoint(self.out / "best.pt", self.device)["model"], self.out / "best.pt")
-        return summary
-
-    def _resume(self) -> dict | None:
-        """Load latest.pt if there is one and write config.yaml and split.json; the summary of
-        a finished run instead, if the folder holds one."""
-        cfg = self.cfg
-        latest = self.out / "latest.pt"
-        self.iteration_saved = 0
-        # config.yaml and split.json first: they exist even when latest.pt does not.
-        check_identity(self.out, to_dict(cfg), self.data.split, None)
-        if latest.exists():
-            try:
-                state = load_checkpoint(latest, self.device)
-            except CheckpointError as e:
-                finished = self._finished_without_latest()
-                if finished is not None:
-                    print(f"warning: {e} The run had finished; its summary.json is returned.", file=sys.stderr)
-                    return finished
-                raise CheckpointError(f"{e} To restart this run from iteration 0, move {latest} away "
-                                      "(best.pt and the logs are then replaced as training proceeds).") from None
-            self._restore(state)
-            self.iteration_saved = self.iteration
-        else:
-            finished = self._finished_without_latest()
-            if finished is not None:
-                return finished
-        self._truncate_metrics()
-        save_config(cfg, self.out / "config.yaml")
-        atomic_write_json(self.out / "split.json", self.data.split)
-        summary_path = self.out / "summary.json"
-        if self.iteration >= cfg.train.iterations and summary_path.exists():
-            return json.loads(summary_path.read_text())
-        return None
-
-    def _run_locked(self) -> dict:
-        finished = self._resume()
-        if finished is not None:
-            return finished
-        cfg, t = self.cfg, self.cfg.train
-        # purge_step: TensorBoard drops what an interrupted process wrote past the checkpoint,
-        # as _truncate_metrics did for metrics.jsonl.
-        self.board = open_board(t.tensorboard, self.out, self.iteration + 1, self.data.val_cases,
-                                self.views.spatial_dims == 3)
-        metrics = open(self.out / "metrics.jsonl", "a")
-
-        def log(row: dict) -> None:
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
-            self.board.scalars(row)
-            if self.on_log:
-                self.on_log(row)
-
-        bar = tqdm(total=t.iterations, initial=self.iteration, disable=not t.progress,
-                   desc=f"{cfg.preset} on {cfg.data.name}", dynamic_ncols=True,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
-        try:
-            stopped = self._train_loop(log, bar)
-        finally:
-            bar.close()
-            metrics.close()
-            self.board.close()
-            self.board = NoBoard()
-        return self._stopped_summary() if stopped else self.finish()
-
-    def _train_loop(self, log, bar) -> bool:
-        """Train to train.iterations (False), or until train.max_minutes have passed (True),
-        with latest.pt then holding the last iteration."""
-        t = self.cfg.train
-        while self.iteration < t.iterations:
-            start, cpu_start = time.perf_counter(), time.process_time()
-            row = self.train_step()
-            self.seconds += time.perf_counter() - start
-            self.cpu_seconds += time.process_time() - cpu_start
-            row["seconds"] = round(self.seconds, 3)
-            if self.free_cores is not None:
-                row["threads"] = self.free_cores.update()
-            if self.iteration % t.log_every == 0 or self.iteration == 1:
-                log(row)
-                bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "x", "s", "kd") if k in row},
-                                refresh=False)
-            bar.update(1)
-            if self.iteration % t.val_every == 0 or self.iteration == t.iterations:
-                self._validate_and_save(log)
-            if self.iteration < t.iterations and self._out_of_time():
-                # A checkpoint of this very iteration, without a validation: validations (and
-                # so best.pt) stay at the iterations an uninterrupted run has them.
-                if self.iteration_saved != self.iteration:
-                    self._check_finite()
-                    self._save_latest()
-                return True
-        return False
-
-    def _out_of_time(self) -> bool:
-        limit = self.cfg.train.max_minutes
-        return limit is not None and self.started is not None and time.monotonic() - self.started >= 60 * limit
-
-    def _stopped_summary(self) -> dict:
-        """Where a run stopped by train.max_minutes stands. summary.json is not written: it
-        marks a finished run (and an ablation cell as done)."""
-        t = self.cfg.train
-        print(f"stopped at the time limit (train.max_minutes={t.max_minutes:g}) after iteration "
-              f"{self.iteration} of {t.iterations}; {self.out / 'latest.pt'} holds it: run the same command "
-              "again to resume", file=sys.stderr)
-        return {
-            "stopped": "time limit",
-            "preset": self.cfg.preset,
-            "dataset": self.cfg.data.name,
-            "labeled": self.cfg.data.labeled,
-            "iterations": self.iteration,
-            "iterations_planned": t.iterations,
-            "best_iteration": self.best_iteration,
-            "best_val_dice": self.best if self.best_iteration >= 0 else None,
-            "train_seconds": round(self.seconds, 1),
-            "train_cpu_seconds": round(self.cpu_seconds, 1),
-            "device": str(self.device),
-        }
-
-    def finish(self) -> dict:
-        """Evaluate the weights chosen on val (never on test) and the latest weights, each
-        with running and with recomputed ("precise") BatchNorm statistics. The headline
-        `val`/`test` entries are best.pt under eval.bn, the evaluation that chose it."""
-        latest = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        weights = {"latest": latest}
-        best_path = self.out / "best.pt"
-        if best_path.exists():
-            weights["best"] = load_checkpoint(best_path, self.device)["model"]
-        dist = self.cfg.eval.distances
-        evaluations = {}
-        for which in ("best", "latest"):
-            if which not in weights:
-                continue
-            if which == "latest" and "best" in weights and self.best_iteration == self.iteration:
-                # best.pt was saved from these very weights: the same scores, computed once.
-                for bn in ("running", "precise"):
-                    evaluations[f"latest_{bn}"] = evaluations[f"best_{bn}"]
-                continue
-            self.model.load_state_dict(weights[which])
-            for bn in ("running", "precise"):
-                model = self.eval_model(bn)
-                evaluations[f"{which}_{bn}"] = {
-                    "val": self.evaluate(self.data.val_cases, distances=False, model=model),
-                    "test": self.evaluate(self.data.test_cases, distances=dist, model=model),
-                }
-        headline = f"{'best' if 'best' in weights else 'latest'}_{self.cfg.eval.bn}"
-        self.model.load_state_dict(weights["best" if "best" in weights else "latest"])
-        summary = {
-            "preset": self.cfg.preset,
-            "dataset": self.cfg.data.name,
-            "labeled": self.cfg.data.labeled,
-            "iterations": self.iteration,
-            "best_iteration": self.best_iteration,
-            "train_seconds": round(self.seconds, 1),
-            "train_cpu_seconds": round(self.cpu_seconds, 1),
-            "device": str(self.device),
-            "headline": headline,
-            "val": evaluations[headline]["val"],
-            "test": evaluations[headline]["test"],
-            "evaluations": evaluations,
-        }
-        atomic_write_json(self.out / "summary.json", summary)
-        return summary
+def summary_head(trainer: Trainer) -> dict:
+    """The entries every summary starts with, finished or stopped."""
+    t = trainer
+    return {"preset": t.cfg.preset, "dataset": t.cfg.data.name, "labeled": t.cfg.data.labeled,
+            "iterations": t.iteration, "best_iteration": t.best_iteration,
+            "train_seconds": round(t.seconds, 1), "train_cpu_seconds": round(t.cpu_seconds, 1),
+            "device": str(t.device)}
 
 
 def train(cfg: Config, out_dir: str | Path, data: SegData | None = None,

@@ -14,13 +14,10 @@ import h5py
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import conftest_download as H  # noqa: E402
-
-from data_download import acdc, archive, check, manifest, sources  # noqa: E402
-from data_download.__main__ import main  # noqa: E402
-from data_download.errors import DataDownloadError  # noqa: E402
+import conftest_download as H
+from data_download import acdc, archive, check, manifest, sources
+from data_download.__main__ import main
+from data_download.errors import DataDownloadError
 
 PATIENTS = (1, 2, 3, 4)
 

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import conftest_download as H  # noqa: E402
-
-from data_download import http_fetch  # noqa: E402
-from data_download.errors import AccessDenied, DataDownloadError  # noqa: E402
-from data_download.http_fetch import fetch  # noqa: E402
+import conftest_download as H
+from data_download import http_fetch
+from data_download.errors import AccessDenied, DataDownloadError
+from data_download.http_fetch import fetch
 
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import zipfile
 from pathlib import Path
 
@@ -11,13 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import conftest_download as H  # noqa: E402
-
-from data_download import check, isic, isic_convert, sources  # noqa: E402
-from data_download.__main__ import main  # noqa: E402
-from data_download.errors import DataDownloadError  # noqa: E402
+import conftest_download as H
+from data_download import check, isic, isic_convert, sources
+from data_download.__main__ import main
+from data_download.errors import DataDownloadError
 
 TRAIN_IDS = ["0000003", "0000001", "0000002", "0000010"]
 

@@ -18,13 +18,10 @@ import h5py
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import conftest_download as H  # noqa: E402
-
-from data_download import check, http_fetch, la, manifest, sources  # noqa: E402
-from data_download.__main__ import main  # noqa: E402
-from data_download.errors import DataDownloadError  # noqa: E402
+import conftest_download as H
+from data_download import check, http_fetch, la, manifest, sources
+from data_download.__main__ import main
+from data_download.errors import DataDownloadError
 
 SET = sources.LA_SET_DIR  # "2018LA_Seg_Training Set/"
 IDS = [f"{k:02d}SYNTHETICLAVOLUME"[:20].ljust(20, "X") for k in range(10)]

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import conftest_download as H  # noqa: E402
-
-from crossmatch_lite.__main__ import main  # noqa: E402
-from crossmatch_lite.config import load_config  # noqa: E402
-from crossmatch_lite.data import load_data  # noqa: E402
-from ablations.grid import cell_hash, load_grid  # noqa: E402
+import conftest_download as H
+from crossmatch_lite.__main__ import main
+from crossmatch_lite.config import load_config
+from crossmatch_lite.data import load_data
+from ablations.grid import cell_hash, load_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = H.SHARED / "isic2018-2000"

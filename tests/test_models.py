@@ -1,41 +1,10 @@
-"""The networks: the official parameter counts, the encode/decode split the step relies on,
-dropout where the official forward passes put it, and build_model following the config."""
+"""crossmatch_lite/models/__init__.py: build_model follows the config, and both networks split
+into the encode/decode the step relies on (each network's own tests: test_unet.py, test_vnet.py)."""
 import pytest
 import torch
 
 from crossmatch_lite.config import load_config
-from crossmatch_lite.models import build_model
-from crossmatch_lite.models.unet import UNet
-from crossmatch_lite.models.vnet import VNet
-
-
-def test_unet_has_the_official_parameter_count():
-    # 1,813,764: the official ACDC UNet (bilinear up-step), 1 input channel, 4 classes.
-    assert sum(p.numel() for p in UNet(1, 4).parameters()) == 1_813_764
-
-
-def test_vnet_has_the_official_parameter_count():
-    # 9,448,866: the official VNet(n_channels=1, n_classes=2, normalization="batchnorm"),
-    # counted by running AiEson/CrossMatch LA/code/networks/vnet.py at 59772e0.
-    assert sum(p.numel() for p in VNet().parameters()) == 9_448_866
-
-
-def test_vnet_head_dropout_only_in_a_plain_forward():
-    torch.manual_seed(0)
-    net = VNet(channels=(2, 4, 8, 16, 32), encoder_dropout=(0, 0, 0, 0, 0.0), head_dropout=0.9).train()
-    x = torch.randn(2, 1, 16, 16, 16)
-    feats = net.encode(x)
-    torch.manual_seed(1)
-    a = net.decode(feats)
-    torch.manual_seed(2)
-    b = net.decode(feats)
-    assert torch.equal(a, b)  # decode: no dropout left, so no randomness
-    torch.manual_seed(1)
-    c = net(x)
-    torch.manual_seed(2)
-    d = net(x)
-    assert not torch.allclose(c, d)  # forward: Dropout3d(0.9) before the output convolution
-
+from crossmatch_lite.models import NETWORKS, build_model
 
 
 @pytest.mark.parametrize("arch, shape", [("unet", (2, 1, 32, 32)), ("vnet", (2, 1, 16, 16, 16))])
@@ -47,5 +16,5 @@ def test_decode_of_encode_is_the_forward_pass(arch, shape):
     torch.manual_seed(0)
     net = build_model(cfg.model, 1, 3).eval()
     x = torch.randn(shape)
-    assert type(net).__name__ == arch.upper().replace("UNET", "UNet").replace("VNET", "VNet")
+    assert type(net) is NETWORKS[arch]
     torch.testing.assert_close(net.decode(net.encode(x)), net(x), rtol=0, atol=0)

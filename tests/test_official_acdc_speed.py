@@ -18,10 +18,11 @@ def fake_checkout(tmp_path: Path) -> Path:
 
 
 def test_help_and_a_folder_that_is_not_a_checkout_is_refused_in_one_line(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "official_acdc_speed.py"), "--help"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "benchmarks.official_acdc_speed", "--help"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert "--official" in r.stdout and "acdc_speed_cpu_b<batch>_s<size>.json" in r.stdout
+    assert "--official" in r.stdout and "--device" in r.stdout
+    assert "acdc_speed_<device>_b<batch>_s<size>.json" in r.stdout
     r = subprocess.run([sys.executable, "-m", "benchmarks.official_acdc_speed", "--official", str(tmp_path)],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 2 and "holds no ACDC/train_cross_match.py" in r.stderr.splitlines()[-1]
@@ -40,6 +41,18 @@ def test_the_official_loop_warms_up_past_what_its_loaders_prefetch(tmp_path):
     assert (B.warmup_of(args, "official"), B.warmup_of(args, "ours_fp32")) == (5, 5)
     with pytest.raises(SystemExit):
         B.parse_args(["--official", str(tmp_path), "--sides", "official,theirs"])
+
+
+def test_the_device_reaches_each_side_and_names_the_results_file(tmp_path, monkeypatch):
+    args = B.parse_args(["--official", str(fake_checkout(tmp_path)), "--batch", "12", "--size", "256",
+                         "--device", "cuda"])
+    assert args.out.name == "acdc_speed_cuda_b12_s256.json"
+    seen = {}
+    monkeypatch.setattr(B, "run_side_process", lambda module, argv, root, label: seen.setdefault("argv", argv))
+    B.run_side(args, "ours_auto")
+    assert seen["argv"][seen["argv"].index("--device") + 1] == "cuda"
+    with pytest.raises(SystemExit):
+        B.parse_args(["--official", str(tmp_path), "--device", "mps"])
 
 
 def test_rounds_combine_into_one_window_over_every_timed_iteration():

@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import conftest_download as H  # noqa: E402
-
-from data_download import http_fetch, isic_convert, sources  # noqa: E402
-from data_download.__main__ import main  # noqa: E402
-from data_download.archive import safe_extract  # noqa: E402
-from data_download.errors import AccessDenied, DataDownloadError  # noqa: E402
+import conftest_download as H
+from data_download import http_fetch, isic_convert, sources
+from data_download.__main__ import main
+from data_download.archive import safe_extract
+from data_download.errors import AccessDenied, DataDownloadError
 
 PAYLOAD = os.urandom(300_000)
 

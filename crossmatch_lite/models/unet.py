@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 
-
 class ConvBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int, dropout: float):
         super().__init__(
@@ -50,6 +49,9 @@ class UpBlock(nn.Module):
 
 
 class UNet(nn.Module):
+    # Weights whose shapes give the input channels ([c0, in, 3, 3]) and classes ([K, c0, 3, 3]).
+    IO_WEIGHTS = ("inc.0.weight", "head.weight")
+
     def __init__(self, in_channels: int, num_classes: int,
                  channels=(16, 32, 64, 128, 256), encoder_dropout=(0.05, 0.1, 0.2, 0.3, 0.5),
                  upsample: str = "bilinear"):

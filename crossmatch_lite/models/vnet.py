@@ -48,6 +48,9 @@ class _Wrapped(nn.Module):
 
 
 class VNet(nn.Module):
+    # Weights whose shapes give the input channels and the classes (see UNet.IO_WEIGHTS).
+    IO_WEIGHTS = ("block_one.conv.0.weight", "out_conv.weight")
+
     def __init__(self, in_channels: int = 1, num_classes: int = 2,
                  channels=(16, 32, 64, 128, 256), encoder_dropout=(0.0, 0.0, 0.0, 0.0, 0.5),
                  head_dropout: float = 0.5):

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..config import load_config
-from ..models import build_model
+from ..models import NETWORKS, build_model
 
 
 class CheckpointError(RuntimeError):
@@ -52,13 +52,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def load_weights(model: torch.nn.Module, weights: dict, source: str | Path, network: str) -> None:
+    """Load a state dict into `model`, or say in one line why it does not fit (`network`
+    describes the model in that line, e.g. "unet, 4 classes")."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        # torch lists every mismatch after a header line; the first one says enough.
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = (lines[1:] or lines)[0][:160]
+        raise CheckpointError(f"{source} does not fit this run's network ({network}): {first}") from None
+
+
 def load_model(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> torch.nn.Module:
     """The network of a run folder (`best.pt` or `latest.pt`), in eval mode on `device`.
 
     The architecture comes from the run's config.yaml; the input channels and class count
-    from the weights themselves (UNet: `inc.0.weight` is [c0, in, 3, 3], `head.weight`
-    [K, c0, 3, 3]; VNet: `block_one.conv.0.weight` and `out_conv.weight`),
-    so no dataset has to be loaded to rebuild it. Note that eval mode uses BatchNorm's
+    from the shapes of the network's IO_WEIGHTS (UNet: `inc.0.weight` is [c0, in, 3, 3],
+    `head.weight` [K, c0, 3, 3]), so no dataset has to be loaded to rebuild it. Note that eval mode uses BatchNorm's
     running statistics: to score or picture a model as its run's summary does, go through
     `Trainer.eval_model` (see `crossmatch_lite.predict`)."""
     if which not in ("best", "latest"):
@@ -68,8 +79,7 @@ def load_model(run_dir: str | Path, which: str = "best", device: str | torch.dev
         raise CheckpointError(f"{run_dir}: no config.yaml, so not a run folder")
     state = load_checkpoint(run_dir / f"{which}.pt", device)["model"]
     cfg = load_config(run_dir / "config.yaml")
-    first, last = ("block_one.conv.0.weight", "out_conv.weight") if cfg.model.arch == "vnet" else \
-        ("inc.0.weight", "head.weight")
+    first, last = NETWORKS[cfg.model.arch].IO_WEIGHTS
     model = build_model(cfg.model, state[first].shape[1], state[last].shape[0])
     model.load_state_dict(state)
     return model.to(device).eval()

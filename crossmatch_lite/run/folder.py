@@ -1,4 +1,5 @@
-"""Who may write into a run folder, and whether its contents belong to this run.
+"""Who may write into a run folder, whether its contents belong to this run, and how the
+trainer writes it (`RunFolder`).
 
 Two guards, both checked before a single file of the folder is touched:
 - an exclusive lock (`.lock`, flock): a second `train --out same` started while the first
@@ -12,14 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import yaml
 
-from ..config import ConfigError, Config, apply_dict, flatten, to_dict, yaml_load
+from ..config import ConfigError, Config, apply_dict, flatten, save_config, to_dict, yaml_load
+from .checkpoints import CheckpointError, load_checkpoint
+from .files import atomic_torch_save, atomic_write_json, atomic_write_text
 
 # Keys that may change between a run and its resumption without changing the result.
 RESUME_FREE_KEYS = ("train.device", "train.threads", "train.progress", "train.log_every", "train.tensorboard",
@@ -143,3 +148,142 @@ def _read_yaml(path: Path) -> dict | None:
         raise RunMismatch(f"{path} cannot be read ({type(e).__name__}); restore it, or pass a new "
                           "--out folder") from None
     return data if isinstance(data, dict) else None
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights turned non-finite; the message names the last good checkpoint."""
+
+
+class RunFolder:
+    """A run folder and its guarantees, as the trainer uses them.
+
+    The trainer says what to keep; this object says where and how: under an exclusive lock
+    (`locked`), only into a folder that holds this run or nothing (`begin`, the identity
+    check), with every file written atomically (a kill leaves the previous version), and
+    with metrics.jsonl cut back to the checkpoint it resumes from, so a resumed run's log
+    is the log of an uninterrupted one. Checkpoints carry the run's config, split and a
+    fingerprint of its training arrays, checked again on every resumption.
+
+    `data` is the run's SegData: its `split` and training arrays (fingerprinted on first use).
+    """
+
+    def __init__(self, out: str | Path, cfg: Config, data):
+        self.out, self.cfg, self.data = Path(out), cfg, data
+        self.iteration_saved = 0  # the iteration latest.pt holds (0: none written or resumed)
+        self._fingerprint: str | None = None
+
+    latest = property(lambda self: self.out / "latest.pt")
+    best = property(lambda self: self.out / "best.pt")
+    summary = property(lambda self: self.out / "summary.json")
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = data_fingerprint(self.data.train_images, self.data.train_labels)
+        return self._fingerprint
+
+    def locked(self):
+        return locked(self.out)
+
+    def check(self, state: dict | None = None, fingerprint: bool = True) -> None:
+        """RunMismatch unless the folder (config.yaml, split.json) or the checkpoint `state`
+        holds this run. Checkpoints written before the split and fingerprint were stored
+        fall back to split.json and skip the fingerprint."""
+        state = state or {}
+        check_identity(self.out, to_dict(self.cfg), self.data.split, self.fingerprint if fingerprint else None,
+                       saved_config=state.get("config"), saved_split=state.get("split"),
+                       saved_fingerprint=state.get("data_fingerprint"))
+
+    def begin(self, device) -> tuple[dict | None, dict | None]:
+        """Open the folder for training: (the latest.pt state to resume from, or None; the
+        summary of a run that is already finished, or None). Writes config.yaml and
+        split.json and drops metrics rows past the checkpoint; refuses another run's folder."""
+        self.iteration_saved = 0
+        self.check(fingerprint=False)  # config.yaml and split.json exist even without latest.pt
+        state = None
+        if self.latest.exists():
+            try:
+                state = load_checkpoint(self.latest, device)
+            except CheckpointError as e:
+                finished = self._finished_without_latest()
+                if finished is not None:
+                    print(f"warning: {e} The run had finished; its summary.json is returned.", file=sys.stderr)
+                    return None, finished
+                raise CheckpointError(f"{e} To restart this run from iteration 0, move {self.latest} away "
+                                      "(best.pt and the logs are then replaced as training proceeds).") from None
+            self.check(state)
+            self.iteration_saved = state["iteration"]
+        else:
+            finished = self._finished_without_latest()
+            if finished is not None:
+                return None, finished
+        self._truncate_metrics(self.iteration_saved)
+        save_config(self.cfg, self.out / "config.yaml")
+        atomic_write_json(self.out / "split.json", self.data.split)
+        done = self.iteration_saved >= self.cfg.train.iterations and self.summary.exists()
+        return state, json.loads(self.summary.read_text()) if done else None
+
+    def _finished_without_latest(self) -> dict | None:
+        """The summary of a finished run whose latest.pt was deleted (or never kept)."""
+        try:
+            summary = json.loads(self.summary.read_text()) if self.summary.exists() else None
+        except ValueError:
+            return None
+        if not isinstance(summary, dict) or summary.get("iterations", 0) < self.cfg.train.iterations:
+            return None
+        if self.best.exists():
+            state = load_checkpoint(self.best, "cpu")
+            self.check({"config": state.get("config"), "data_fingerprint": state.get("data_fingerprint")})
+        return summary
+
+    def _truncate_metrics(self, iteration: int) -> None:
+        """Drop log rows past the checkpoint: they will be produced again. A line torn by a
+        kill mid-write is dropped too (it is past the checkpoint by construction)."""
+        path = self.out / "metrics.jsonl"
+        if not path.exists():
+            return
+        keep = []
+        for ln in path.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(ln)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and row.get("iteration", 0) <= iteration:
+                keep.append(ln)
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+    @contextlib.contextmanager
+    def metrics(self, *sinks: Callable[[dict], None] | None) -> Iterator[Callable[[dict], None]]:
+        """A `log(row)` that appends the row to metrics.jsonl (flushed: a kill loses no
+        finished row) and hands it to each sink (TensorBoard, a notebook's callback)."""
+        with open(self.out / "metrics.jsonl", "a") as f:
+            def log(row: dict) -> None:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                for sink in sinks:
+                    if sink is not None:
+                        sink(row)
+            yield log
+
+    def save_latest(self, state: dict) -> None:
+        """latest.pt: `state` (the trainer's, with its "iteration") and this run's identity."""
+        identity = {"config": to_dict(self.cfg), "data_fingerprint": self.fingerprint,
+                    "split": {k: list(self.data.split.get(k, [])) for k in SPLIT_LISTS}}
+        atomic_torch_save({**state, **identity}, self.latest)
+        self.iteration_saved = state["iteration"]
+
+    def save_best(self, weights: dict, iteration: int, val_dice: float) -> None:
+        atomic_torch_save({"model": weights, "iteration": iteration, "val_dice": val_dice,
+                           "config": to_dict(self.cfg), "data_fingerprint": self.fingerprint}, self.best)
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_json(self.summary, summary)
+
+    def diverged(self, what: str) -> TrainingDiverged:
+        """The one-line stop of a diverged run. Nothing non-finite is ever written, so the
+        last checkpoint (if any) holds finite weights; the run's config is its identity,
+        so the way on is a new run folder."""
+        last = (f"{self.latest} (iteration {self.iteration_saved}) is the last checkpoint, with finite weights"
+                if self.iteration_saved and self.latest.exists() else "no checkpoint was written")
+        return TrainingDiverged(f"{what}. {last}. Lower train.lr (or check the data) and train into a new "
+                                "--out: the same --out resumes only the same config.")

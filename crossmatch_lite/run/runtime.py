@@ -12,6 +12,7 @@ import psutil
 import torch
 
 from ..config import TrainConfig
+from ..dims import Dims
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -53,7 +54,8 @@ def available_cores() -> int:
 
 
 def configure_threads(n: int) -> int:
-    """One intra-op thread per core: on a 2-core machine more threads only contend."""
+    """One intra-op thread per core: on a 2-core machine more threads only contend. (How long
+    idle OpenMP threads spin is set when the package is imported: crossmatch_lite/__init__.py.)"""
     n = n if n > 0 else available_cores()
     torch.set_num_threads(n)
     return n
@@ -121,8 +123,7 @@ def step_memory_bytes(cfg) -> int:
     (convolution, BatchNorm and activation outputs with their gradients: about 8 float32
     copies) for every image the step runs through (x, u_w, two strong views, the source).
     Real use is a few times larger; this only catches requests that can never fit."""
-    three_d = cfg.model.arch == "vnet"
-    pixels = math.prod(cfg.data.patch) if three_d else cfg.data.size ** 2
+    pixels = Dims.of_dataset(cfg.data.name).pixels(cfg.data.size, cfg.data.patch)
     images = cfg.train.batch_size + 4 * (cfg.train.unlabeled_batch_size or cfg.train.batch_size)
     return images * cfg.model.channels[0] * pixels * 4 * 8
 

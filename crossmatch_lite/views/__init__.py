@@ -1,7 +1,7 @@
 """Image-level views: what one iteration feeds the step, for 2D images and 3D volumes.
 
 `views_for(spatial_dims, patch)` picks the one object that knows the data's geometry, once
-per run; everything after it (the trainer's `next_batch`, the CutMix pasting below, the
+per run (its `dims` answers "2D or 3D?", crossmatch_lite/dims.py); everything after it (the trainer's `next_batch`, the CutMix pasting below, the
 step) is the same for both:
 
     weak(images, labels, gen)      the weak (geometric) view of a labeled batch
@@ -25,6 +25,7 @@ import torch
 
 from ..config import ImagePerturbConfig
 from ..cutmix import paste
+from ..dims import Dims
 from . import views2d, views3d
 
 
@@ -44,7 +45,8 @@ class UnlabeledViews:
 
 class Views2D:
     """Square images (N, C, H, W) stacked in one tensor on the training device."""
-    spatial_dims = 2
+    dims = Dims(2)
+    spatial_dims = dims.spatial_dims
 
     def weak(self, images, labels, gen):
         return views2d.weak_view(images.float(), labels, gen)
@@ -76,7 +78,8 @@ class Views2D:
 class Views3D:
     """Volumes (C, X, Y, Z) of different sizes, one tensor each; training sees `patch`."""
     patch: tuple[int, int, int]
-    spatial_dims = 3
+    dims = Dims(3)
+    spatial_dims = dims.spatial_dims
 
     def weak(self, volumes, labels, gen):
         x, y = views3d.weak_view([v.float() for v in volumes], labels, self.patch, gen)
@@ -107,15 +110,19 @@ class Views3D:
 
 def views_for(spatial_dims: int, patch=None) -> Views2D | Views3D:
     """The views of 2D images or of 3D volumes cut into `patch` (x, y, z) training crops."""
-    return Views3D(tuple(patch)) if spatial_dims == 3 else Views2D()
+    return Views3D(tuple(patch)) if Dims(spatial_dims).volumetric else Views2D()
 
 
 def make_unlabeled_views(u_w: torch.Tensor, m_w: torch.Tensor | None, cfg: ImagePerturbConfig,
                          gen: torch.Generator, views: Views2D | Views3D | None = None) -> UnlabeledViews:
     """Strong views s_i of u and, for each, a box filled with the source's own strong view
     (the source is m's strong view, or with no m the batch rolled by one). `views` defaults
-    to the geometry of u_w: (B, C, H, W) images or (B, C, X, Y, Z) volumes."""
-    views = views or views_for(u_w.dim() - 2, u_w.shape[2:])
+    to the geometry of u_w: (B, C, H, W) images or (B, C, X, Y, Z) volumes.
+
+    Random draws, all from `gen`, for each strong view in turn: the view of u, its box, the
+    view of m (when there is one). A run resumes exactly only if this order stays, and the ACDC replay hands
+    in the official script's recorded views and boxes in this call order."""
+    views = views or views_for(Dims.of_tensor(u_w).spatial_dims, u_w.shape[2:])
     n_views = cfg.strong_views if cfg.enabled else 0
     b = u_w.shape[0]
     strong, boxes = [], []
