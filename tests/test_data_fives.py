@@ -123,10 +123,11 @@ def test_an_empty_or_jpeg_test_folder_is_refused_not_scored_as_no_cases(unpacked
         load_data(fives_cfg(root), 0)
 
 
-def test_the_preset_counts_on_a_small_copy_are_refused_with_counts_that_fit(unpacked):
-    cfg = load_config("configs/fives.yaml", [f"data.root={unpacked}"]).data
-    with pytest.raises(DataError, match=r"data\.val_count=60 and data\.labeled=30 do not fit the 8 training "
-                                        r"photographs.*--set data\.val_count=1 --set data\.labeled=1$"):
+@pytest.mark.parametrize("val_count", [60, 2])  # the preset's, and one that fits while data.labeled=30 does not
+def test_the_preset_counts_on_a_small_copy_are_refused_with_counts_that_fit(unpacked, val_count):
+    cfg = load_config("configs/fives.yaml", [f"data.root={unpacked}", f"data.val_count={val_count}"]).data
+    with pytest.raises(DataError, match=rf"data\.val_count={val_count} and data\.labeled=30 do not fit the 8 "
+                                        r"training photographs.*--set data\.val_count=1 --set data\.labeled=1$"):
         load_data(cfg, 0)
 
 
