@@ -3,6 +3,7 @@ sample"): what scoring one test photograph at its native 2048 x 2048 costs, and 
 of a test photograph's predictions.
 
     python -m benchmarks.fives_sample scoring --run RUN --root FIVES [--cases 2]
+    python -m benchmarks.fives_sample vessels --runs RUN [RUN ...] --root FIVES
     python -m benchmarks.fives_sample figure --runs SUPERVISED_RUN CROSSMATCH_RUN --root FIVES \\
         --case test/30_A --out docs/figures/fives_sample_overlay.png
 
@@ -10,6 +11,10 @@ of a test photograph's predictions.
 the CPU seconds of reading the pair, predicting it (resized to data.size, logits resized
 back to 2048 x 2048: `evaluate.predict_case`, the path of the run's scores), its Dice, and
 HD95/ASD on top, with the process's peak resident memory after each, one torch thread.
+`vessels` scores each run's chosen model on the test photographs with MONAI's confusion-matrix
+measures that FIVES papers report beside Dice (sensitivity, specificity, per photograph at
+2048 x 2048, then the mean), one line per run; clDice is left out: MONAI has it only as a
+soft training loss, and no maintained library computes it as a metric.
 `figure` draws the photograph, its mask and each run's prediction, whole (shrunk 4 times
 for the page; masks shrunk by a 4 x 4 maximum so that thin vessels stay visible) and in the
 512 x 512 window at native resolution where the mask has the most vessel pixels.
@@ -54,6 +59,24 @@ def scoring(run: Path, root: Path, cases: int) -> None:
         print(f"{cid} {case.image.shape[-1]}x{case.image.shape[-2]}: read {t1 - t0:.2f} s, predict {t2 - t1:.2f} s, "
               f"Dice {t3 - t2:.2f} s (Dice {dice:.3f}), Dice + HD95/ASD {t4 - t3:.2f} s CPU; "
               f"peak RSS {peak_mb():.0f} MB")
+
+
+def vessels(runs: list[Path], root: Path) -> None:
+    from monai.metrics import compute_confusion_matrix_metric, get_confusion_matrix
+
+    torch.set_num_threads(1)
+    files = pairs(find_root(root))
+    cases = [to_case(c, *read_pair(*files[c])) for c in files if c.startswith("test/")]
+    for run in runs:
+        p = Predictor.from_run(run)
+        matrices = []
+        for case in cases:
+            pred = torch.from_numpy(predict_case(p.model, case, p.size, p.device, autocast=p.autocast)[0].astype(bool))
+            label = torch.from_numpy(case.label[0].astype(bool))
+            matrices.append(get_confusion_matrix(pred[None, None].float(), label[None, None].float()))
+        m = torch.cat(matrices)  # (cases, 1, 4): tp, fp, tn, fn
+        sens, spec = (compute_confusion_matrix_metric(k, m).mean().item() for k in ("sensitivity", "specificity"))
+        print(f"{run}: {len(cases)} test photographs, sensitivity {100 * sens:.1f}, specificity {100 * spec:.1f}")
 
 
 def _window(mask: np.ndarray) -> tuple[slice, slice]:
@@ -110,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--run", type=Path, required=True)
     s.add_argument("--root", type=Path, required=True)
     s.add_argument("--cases", type=int, default=2)
+    v = sub.add_parser("vessels")
+    v.add_argument("--runs", type=Path, nargs="+", required=True)
+    v.add_argument("--root", type=Path, required=True)
     f = sub.add_parser("figure")
     f.add_argument("--runs", type=Path, nargs="+", required=True)
     f.add_argument("--root", type=Path, required=True)
@@ -118,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.cmd == "scoring":
         scoring(args.run, args.root, args.cases)
+    elif args.cmd == "vessels":
+        vessels(args.runs, args.root)
     else:
         figure(args.runs, args.root, args.case, args.out)
 

@@ -1,6 +1,9 @@
 """FIVES reader on a few small RGB photographs written here in the release's layout
 (train|test / Original|Ground truth / <n>_<A|D|G|N>.png, masks 0/255 with three channels,
-as public FIVES loaders read them), and the FIVES presets trained 2 iterations at toy size."""
+as public FIVES loaders read them), the files it refuses before training (0/2 masks, JPEG or
+empty photograph folders, damaged test photographs, preset counts that do not fit), the
+FIVES presets trained 2 iterations at toy size, and, where $CROSSMATCH_LITE_SAMPLE_DATA holds
+them, 19 real FIVES photographs."""
 import json
 
 import numpy as np
@@ -133,10 +136,9 @@ def test_the_preset_counts_on_a_small_copy_are_refused_with_counts_that_fit(unpa
 
 @pytest.fixture(scope="module")
 def sample():
-    import os
-    from pathlib import Path
+    from sample_data import SAMPLE_DATA
 
-    root = Path(os.environ.get("CROSSMATCH_LITE_SAMPLE_DATA", "/nonexistent")) / "fives-19"
+    root = SAMPLE_DATA / "fives-19"
     if not (root / "train" / "Original").is_dir():
         pytest.skip("the 19 real FIVES photographs are not here (set CROSSMATCH_LITE_SAMPLE_DATA)")
     return root

@@ -106,7 +106,8 @@ def read_mask(path: Path) -> np.ndarray:
         raise unreadable(path, e) from None
     # Public FIVES loaders take channel 0 of the masks, so they may be RGB; the brightest
     # channel keeps a grey, white or single-colour mask alike, and weighting it by alpha
-    # reads an RGBA mask as it shows over black (the release's RGBA masks are opaque).
+    # reads an RGBA mask as it shows over black: a transparent pixel is background, and an
+    # opaque RGBA mask (as some FIVES masks are stored) reads as its colours.
     grey = (rgba[..., :3].max(axis=2).astype(np.uint16) * rgba[..., 3] // 255).astype(np.uint8)
     top = int(grey.max())
     if 1 < top <= 127:
