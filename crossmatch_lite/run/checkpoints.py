@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import load_config
+from ..config import load_config, to_dict
 from ..models import build_model
 
 
@@ -66,10 +66,34 @@ def load_model(run_dir: str | Path, which: str = "best", device: str | torch.dev
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir}: no config.yaml, so not a run folder")
-    state = load_checkpoint(run_dir / f"{which}.pt", device)["model"]
+    path = run_dir / f"{which}.pt"
+    checkpoint = load_checkpoint(path, device)
+    state = checkpoint["model"]
     cfg = load_config(run_dir / "config.yaml")
+    _same_run(checkpoint, cfg, path)
     first, last = ("block_one.conv.0.weight", "out_conv.weight") if cfg.model.arch == "vnet" else \
         ("inc.0.weight", "head.weight")
+    if first not in state or last not in state:
+        raise CheckpointError(f"{path} does not fit this run's network ({cfg.model.arch}): it has no "
+                              f"{first if first not in state else last}; it belongs to another run")
     model = build_model(cfg.model, state[first].shape[1], state[last].shape[0])
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # torch lists every mismatch after a header line; the first says enough
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise CheckpointError(f"{path} does not fit this run's network ({cfg.model.arch}): "
+                              f"{(lines[1:] or lines)[0][:160]}") from None
     return model.to(device).eval()
+
+
+def _same_run(checkpoint: dict, cfg, path: Path) -> None:
+    """A checkpoint names the config it was trained with: one of another dataset or network
+    (copied in from another run folder) would segment with the wrong classes or channels."""
+    from .folder import config_diff
+
+    saved = checkpoint.get("config")
+    if isinstance(saved, dict):
+        diff = [k for k in config_diff(saved, to_dict(cfg)) if k.startswith(("data.", "model."))]
+        if diff:
+            raise CheckpointError(f"{path} was trained with another data or model config than "
+                                  f"{path.parent / 'config.yaml'} ({', '.join(diff[:6])}); it belongs to another run")
