@@ -73,6 +73,8 @@ def test_evaluate_with_a_checkpoint_of_another_network_is_one_line(tmp_path, cap
      'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nmodel:\n  channels: [1, 2, 3, 4, *c]\n', "aliases"),
     ("train:\n  lr: 0.1\n  lr: 0.2\n", "duplicate key 'lr'"),
     ("model:\n  channels: [16, 32, 64, 128, [1, 2]]\n", "expected a list of numbers"),
+    ("train:\n  ? [a, b]\n  : 1\n", "a key must be a plain name"),
+    ("model:\n  channels:\n" + "  - 16\n" * 300_000, "a config is at most 1 MiB"),
 ])
 def test_hostile_yaml_is_refused_at_once(tmp_path, text, words):
     path = tmp_path / "bad.yaml"
