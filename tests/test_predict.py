@@ -190,17 +190,22 @@ def test_inputs_whose_outputs_share_a_name_are_refused_not_overwritten(png_run, 
     image = Image.open(root / "images" / "case000.png")
     for name in ("dup.png", "dup.jpg", "x.png", "x_overlay.png"):
         image.save(inputs / name)
+    volume = np.asarray(image, np.float32)[None]  # (z, y, x): one slice
+    write_h5(inputs / "v.h5", volume)
+    nib.save(nib.Nifti1Image(volume.transpose(2, 1, 0), np.eye(4)), str(inputs / "v.nii.gz"))
     capsys.readouterr()
     assert main(["predict", "--run", str(run), "--input", str(inputs), "--out", str(tmp_path / "out"),
-                 "--overlay"]) == 2
+                 "--overlay"]) == 3
     out = capsys.readouterr()
-    assert "2 of 4 file(s) segmented" in out.out and "Traceback" not in out.err
+    assert "3 of 6 file(s) segmented" in out.out and "Traceback" not in out.err
     refused = [ln for ln in out.err.splitlines() if ln.startswith("error:")]
-    # Sorted order: dup.jpg claims dup.png first; x.png claims x_overlay.png for its overlay.
-    assert len(refused) == 2 and "dup.png: its output" in refused[0] and "also the output of" in refused[0]
-    assert "x_overlay.png: its output" in refused[1] and "x.png" in refused[1]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dup.png", "dup_overlay.png", "x.png",
-                                                                   "x_overlay.png"]
+    # Sorted order: dup.jpg claims dup.png first; v.h5 claims v.nii.gz; x.png claims
+    # x_overlay.png for its overlay.
+    assert len(refused) == 3 and all("also the output of" in e for e in refused)
+    assert "dup.png: its output" in refused[0] and "v.nii.gz: its output" in refused[1]
+    assert "x_overlay.png: its output" in refused[2] and "x.png" in refused[2]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dup.png", "dup_overlay.png", "v.nii.gz",
+                                                                   "x.png", "x_overlay.png"]
     assert np.asarray(Image.open(tmp_path / "out" / "x_overlay.png")).shape == (96, 96, 3)  # x's overlay
 
 
