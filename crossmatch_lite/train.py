@@ -36,7 +36,8 @@ from .crossmatch_step import StepOutput, crossmatch_step, plan_from
 from .data import SegData, load_data
 from .evaluate import evaluate_cases
 from .run.files import atomic_torch_save, atomic_write_json, atomic_write_text
-from .run.folder import RESUME_FREE_KEYS, RunLocked, RunMismatch, check_identity, data_fingerprint, locked
+from .run.folder import (RESUME_FREE_KEYS, RunLocked, RunMismatch, check_identity, check_not_foreign,
+                         data_fingerprint, locked)
 from .run.runtime import (FreeCores, autocast_for, available_cores, configure_threads, memory_bytes,
                           pick_device, seed_everything, step_memory_bytes, use_channels_last)
 from .run.sampling import EpochSampler
@@ -72,16 +73,17 @@ def _device(name: str) -> torch.device:
 
 def check_resources(cfg: Config, device: torch.device) -> None:
     """Refuse requests the machine cannot serve, before they freeze or exhaust it: more CPU
-    threads than this process has cores, or a step whose first network level alone needs
-    more memory than the machine has."""
+    threads than this process has cores, or a step whose network levels alone need more
+    memory than the machine has."""
     cores = available_cores()
     if device.type == "cpu" and cfg.train.threads > cores:
         raise RunRefused(f"train.threads={cfg.train.threads} asks for more threads than the {cores} core(s) this "
                          f"process may use; use 0 (the free cores) or at most {cores}")
     need, have = step_memory_bytes(cfg), memory_bytes()
     if device.type == "cpu" and have and need > have:
+        grid = f"data.patch={cfg.data.patch}" if cfg.model.arch == "vnet" else f"data.size={cfg.data.size}"
         raise RunRefused(f"one training step would need at least {need / 2**30:.1f} GiB (train.batch_size="
-                         f"{cfg.train.batch_size}, data.size={cfg.data.size}, data.patch={cfg.data.patch}) but "
+                         f"{cfg.train.batch_size}, {grid}, model.channels={cfg.model.channels}) but "
                          f"the machine has {have / 2**30:.1f} GiB; lower them")
 
 
@@ -278,7 +280,8 @@ class Trainer:
                 row = json.loads(ln)
             except ValueError:
                 continue
-            if isinstance(row, dict) and row.get("iteration", 0) <= self.iteration:
+            # Every row the loop writes names its iteration; one without is not this run's.
+            if isinstance(row, dict) and isinstance(row.get("iteration"), int) and row["iteration"] <= self.iteration:
                 keep.append(ln)
         atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
@@ -465,6 +468,7 @@ class Trainer:
         self.iteration_saved = 0
         # config.yaml and split.json first: they exist even when latest.pt does not.
         check_identity(self.out, to_dict(cfg), self.data.split, None)
+        check_not_foreign(self.out)
         if latest.exists():
             try:
                 state = load_checkpoint(latest, self.device)

@@ -134,6 +134,16 @@ def check_identity(out: Path, config: dict, split: dict, fingerprint: str | None
                            "data.root changed, or data.size differs)")
 
 
+def check_not_foreign(out: Path) -> None:
+    """Refuse a folder that never held a run (no config.yaml, no latest.pt) but has a
+    metrics.jsonl: its rows are someone else's, and a run would neither keep nor drop them
+    rightly."""
+    log = out / "metrics.jsonl"
+    if log.exists() and not (out / "config.yaml").exists() and not (out / "latest.pt").exists():
+        raise RunMismatch(f"{out} holds a metrics.jsonl but no run (no config.yaml or latest.pt); move that file "
+                          "away, or pass a new --out folder")
+
+
 def _read_yaml(path: Path) -> dict | None:
     if not path.is_file():
         return None
