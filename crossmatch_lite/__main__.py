@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .config import ConfigError, key_rows, keys_table, load_config
 from .data import DataError
-from .predict import Predictor, input_files, predict_files
+from .predict import PredictError, Predictor, input_files, predict_files
 from .run.checkpoints import CheckpointError
 from .run.files import atomic_write_json
 from .run.folder import RunLocked, RunMismatch
@@ -108,10 +108,11 @@ def cmd_predict(args) -> int:
     try:
         predictor = Predictor.from_run(args.run, args.checkpoint, args.bn)
         files = input_files(args.input)
-    except _user_errors() as e:
+        # Refuses an --out it cannot create or write once, before any file is read.
+        failed = predict_files(predictor, files, Path(args.out), overlay=args.overlay)
+    except (*_user_errors(), PredictError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    failed = predict_files(predictor, files, Path(args.out), overlay=args.overlay)
     print(f"{len(files) - failed} of {len(files)} file(s) segmented into {args.out}"
           + (f"; {failed} could not be used (named above)" if failed else ""))
     return min(failed, 125)  # the exit status counts the failures (shells keep 126+ for themselves)

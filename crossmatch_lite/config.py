@@ -409,6 +409,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
 
 
 MAX_EXTENDS = 16
+# Presets are a few hundred bytes; a file far larger is a mistake (or an attack), and YAML
+# builds its whole node tree before the first key could be refused.
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def _apply_file(cfg: Config, p: Path, chain: tuple) -> None:
@@ -418,6 +421,9 @@ def _apply_file(cfg: Config, p: Path, chain: tuple) -> None:
         raise ConfigError(f"config {p} is a folder, not a file; name a preset, e.g. configs/crossmatch.yaml")
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist; presets live in configs/ (e.g. configs/crossmatch.yaml)")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config {p} is {p.stat().st_size / 2**20:.1f} MiB; a config is at most "
+                          f"{MAX_CONFIG_BYTES >> 20} MiB (presets are a few hundred bytes): name a preset")
     if len(chain) >= MAX_EXTENDS:
         raise ConfigError(f"{p}: `extends` chains more than {MAX_EXTENDS} files; presets build on one or two")
     if p.resolve() in chain:
@@ -500,7 +506,8 @@ _EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]
 
 class _Loader(yaml.SafeLoader):
     """yaml.SafeLoader that refuses aliases (`*name`: a few lines of nested aliases expand
-    to billions of nodes) and duplicate keys (the second would silently win)."""
+    to billions of nodes), duplicate keys (the second would silently win) and keys that are
+    not plain names (`? [a, b]`)."""
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -512,6 +519,9 @@ class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(None, None, "a key must be a plain name, not a list or "
+                                                        "mapping", key_node.start_mark)
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)

@@ -33,6 +33,7 @@ from .batchnorm import recompute_statistics
 from .config import Config, load_config
 from .crossmatch_step import StepOutput, crossmatch_step, plan_from
 from .data import SegData, load_data
+from .dims import Dims
 from .evaluate import evaluate_cases
 from .models import build_model
 from .run.checkpoints import load_checkpoint, load_weights
@@ -80,16 +81,18 @@ def cpu_threads(device: torch.device, threads: int) -> FreeCores | None:
 
 def check_resources(cfg: Config, device: torch.device) -> None:
     """Refuse requests the machine cannot serve, before they freeze or exhaust it: more CPU
-    threads than this process has cores, or a step whose first network level alone needs
-    more memory than the machine has."""
+    threads than this process has cores, or a step whose network levels alone need more
+    memory than the machine has."""
     cores = available_cores()
     if device.type == "cpu" and cfg.train.threads > cores:
         raise RunRefused(f"train.threads={cfg.train.threads} asks for more threads than the {cores} core(s) this "
                          f"process may use; use 0 (the free cores) or at most {cores}")
     need, have = step_memory_bytes(cfg), memory_bytes()
     if device.type == "cpu" and have and need > have:
+        grid = f"data.patch={cfg.data.patch}" if Dims.of_dataset(cfg.data.name).volumetric else \
+            f"data.size={cfg.data.size}"
         raise RunRefused(f"one training step would need at least {need / 2**30:.1f} GiB (train.batch_size="
-                         f"{cfg.train.batch_size}, data.size={cfg.data.size}, data.patch={cfg.data.patch}) but "
+                         f"{cfg.train.batch_size}, {grid}, model.channels={cfg.model.channels}) but "
                          f"the machine has {have / 2**30:.1f} GiB; lower them")
 
 

@@ -37,7 +37,8 @@ def _at_least_zero(kind: type):
 def _common(p: argparse.ArgumentParser, mirror_help: str = MIRROR_HELP) -> None:
     p.add_argument("--mirror", metavar="URL", help=mirror_help)
     p.add_argument("--retries", type=_at_least_zero(int), default=5,
-                   help="attempts without progress before a download gives up (default 5)")
+                   help="retries without progress before a download gives up (default 5; each attempt "
+                        "waits up to 60 s, so a silent server is given up on after about 6.5 minutes)")
     p.add_argument("--backoff", type=_at_least_zero(float), default=1.0,
                    help="first retry delay in seconds, doubled on each failure (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -254,7 +254,9 @@ def _fetch_one(url, dest, expected_size, sha256, retries, backoff, timeout, regi
                 f"command to resume."
             )
         delay = backoff * (2 ** max(failures - 1, 0))
-        log(f"{url}: {reason}; retrying in {delay:.1f}s")
+        # A silent server costs the whole timeout per attempt: say how long giving up can take.
+        log(f"{url}: {reason}; retrying in {delay:.1f}s (gives up after {retries + 1} attempts without "
+            f"progress, each waiting up to {timeout:.0f} s for the server)")
         sleep(delay)
 
     # Before the size check: a page where a known size was expected is a page, not a mismatch.

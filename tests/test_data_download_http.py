@@ -250,3 +250,13 @@ def test_rangeless_server_dropping_at_the_same_offset_gives_up_after_retries(ser
         get(server, tmp_path / "blob.bin", retries=1, sha256=SHA)
     assert len(server.log) == 3  # the first attempt got 64 KiB; the next two got no further
     assert (tmp_path / "blob.bin.part").stat().st_size == 64 * 1024
+
+
+def test_each_retry_says_how_long_a_silent_server_can_make_it_wait(server, tmp_path, monkeypatch):
+    """With the defaults a silent server costs 6 attempts of 60 s before giving up: say so."""
+    server.mode, server.drop_after = "norange", 64 * 1024
+    monkeypatch.setattr(http_fetch, "sleep", lambda s: None)
+    said = []
+    with pytest.raises(DataDownloadError):
+        get(server, tmp_path / "blob.bin", retries=2, sha256=SHA, log=said.append)
+    assert said and "(gives up after 3 attempts without progress, each waiting up to 60 s for the server)" in said[0]

@@ -148,6 +148,8 @@ def _truncate(path: Path, n: int = 100):
     (lambda r, m: _truncate(r / "images" / "case001.png"), r"images/case001\.png cannot be read .*truncated"),
     (lambda r, m: (r / "masks" / "case004.png").write_text("<html>not a mask</html>"),
      r"masks/case004\.png cannot be read .*not an image"),
+    (lambda r, m: (r / "masks" / "case001.png").rename(r / "masks" / "case001.jpg"),
+     r"images without a mask: case001 .*\(case001\.jpg: JPEG masks are not read"),
 ])
 def test_bad_inputs_are_one_line_data_errors_naming_the_file(tmp_path, monkeypatch, damage, message):
     from crossmatch_lite.data import DataError
@@ -187,3 +189,31 @@ def test_nan_voxel_is_refused_with_file_and_count(tmp_path):
     nib.save(nib.Nifti1Image(vol, img.affine), str(path))
     with pytest.raises(DataError, match=r"images/case002\.nii\.gz holds 2 non-finite value\(s\)"):
         _load(root)
+
+
+def test_a_nifti_mask_on_another_voxel_grid_than_its_image_is_refused(tmp_path):
+    """A mask saved with x flipped in its affine labels the mirror image of the anatomy."""
+    import nibabel as nib
+
+    from crossmatch_lite.data import DataError
+
+    root = write_example_folder(tmp_path, n_cases=5, fmt="nifti")
+    path = root / "masks" / "case003.nii.gz"
+    img = nib.load(str(path))
+    flipped = img.affine @ np.diag([-1.0, 1.0, 1.0, 1.0])
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), flipped), str(path))
+    with pytest.raises(DataError, match=r"masks/case003\.nii\.gz is not on its image's voxel grid"):
+        _load(root)
+
+
+def test_a_grey_palette_png_and_a_one_frame_4d_nifti_read_as_one_channel(tmp_path):
+    import nibabel as nib
+
+    from crossmatch_lite.data.folder import read_image
+
+    grey = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8), "P")
+    grey.putpalette([v for i in range(256) for v in (i, i, i)])
+    grey.save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png")[0].shape == (1, 1, 8, 8)
+    nib.save(nib.Nifti1Image(np.ones((6, 5, 4, 1), np.float32), np.eye(4)), str(tmp_path / "v.nii.gz"))
+    assert read_image(tmp_path / "v.nii.gz")[0].shape == (4, 1, 5, 6)

@@ -80,3 +80,29 @@ def test_the_pancreas_presets_train_on_the_published_layout(root, tmp_path, pres
     assert 0 <= summary["test"]["dice"]["mean"] <= 1
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert split["dataset"] == "pancreas" and split["labeled_source"] == "the first 6 of train.list"
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda p: p.write_bytes(b""), r"image0001_norm\.h5 cannot be read as HDF5 \(it is empty \(0 bytes\)\)"),
+    (lambda p: p.write_bytes(p.read_bytes()[:300]), r"image0001_norm\.h5 cannot be read as HDF5 .*truncated"),
+    (lambda p: _write(p, None), r"image0001_norm\.h5 has no `image` array"),
+    (lambda p: _write(p, np.zeros((8, 8), np.float32)), r"`image` is float32 of shape \(8, 8\), but a case is a 3D"),
+    (lambda p: _write(p, np.zeros((8, 8, 8, 2), np.float32)), r"shape \(8, 8, 8, 2\), but a case is a 3D"),
+])
+def test_a_damaged_or_misshapen_case_file_is_named_before_training(tmp_path, damage, words):
+    from crossmatch_lite.data.pancreas import read_case
+
+    (tmp_path / "Pancreas_h5").mkdir()
+    path = tmp_path / "Pancreas_h5" / "image0001_norm.h5"
+    write_case(path, np.random.default_rng(0))
+    damage(path)
+    with pytest.raises(DataError, match=words) as e:
+        read_case(tmp_path, "image0001")
+    assert "\n" not in str(e.value)
+
+
+def _write(path, image):
+    with h5py.File(path, "w") as f:
+        f["label"] = np.zeros((8, 8, 8) if image is None else image.shape, np.float32)
+        if image is not None:
+            f["image"] = image

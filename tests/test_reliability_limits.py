@@ -73,6 +73,8 @@ def test_evaluate_with_a_checkpoint_of_another_network_is_one_line(tmp_path, cap
      'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nmodel:\n  channels: [1, 2, 3, 4, *c]\n', "aliases"),
     ("train:\n  lr: 0.1\n  lr: 0.2\n", "duplicate key 'lr'"),
     ("model:\n  channels: [16, 32, 64, 128, [1, 2]]\n", "expected a list of numbers"),
+    ("train:\n  ? [a, b]\n  : 1\n", "a key must be a plain name"),
+    ("model:\n  channels:\n" + "  - 16\n" * 300_000, "a config is at most 1 MiB"),
 ])
 def test_hostile_yaml_is_refused_at_once(tmp_path, text, words):
     path = tmp_path / "bad.yaml"
@@ -100,10 +102,12 @@ def test_extends_of_a_folder_and_a_deep_chain_are_named(tmp_path):
     (["train.batch_size=1000000"], "would need at least"),
     (["data.size=1000000000"], "would need at least"),
     (["data.labeled=1", "train.batch_size=64"], "larger than the"),
+    (["model.channels=[16,32,64,128,100000]"], "model.channels=[16, 32, 64, 128, 100000]"),
 ])
 def test_requests_the_machine_cannot_serve_are_refused(tmp_path, capsys, sets, words):
     assert cli("train", "--config", "configs/supervised.yaml", "--out", str(tmp_path / "r"), sets=sets) == 2
-    assert words in one_line_error(capsys)
+    line = one_line_error(capsys)
+    assert words in line and "data.patch" not in line  # a 2D run has no patch
 
 
 def test_ctrl_c_in_train_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):

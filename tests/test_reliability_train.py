@@ -268,3 +268,21 @@ def test_out_under_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")
     code = cli("train", "--config", "configs/supervised.yaml", "--out", str(tmp_path / "file" / "run"))
     assert code == 2 and "cannot write the run folder" in one_line_error(capsys)
+
+
+def test_a_foreign_metrics_log_in_a_new_run_folder_is_refused_and_kept(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"iteration": 1, "loss": 0.5, "from": "another tool"}\n')
+    assert cli("train", "--config", "configs/supervised.yaml", "--out", str(out)) == 2
+    assert "holds a metrics.jsonl but no run" in one_line_error(capsys)
+    assert "another tool" in (out / "metrics.jsonl").read_text()
+
+
+def test_resume_drops_log_rows_that_name_no_iteration(finished, tmp_path, toy_data):
+    run = copy_run(finished, tmp_path / "run")
+    rows = (run / "metrics.jsonl").read_text()
+    (run / "metrics.jsonl").write_text(rows + '{"note": "pasted by hand"}\n')
+    (run / "summary.json").unlink()  # resume, so the log is read back and cut to the checkpoint
+    train(load_config("configs/crossmatch.yaml", TINY), run, data=toy_data)
+    assert "pasted by hand" not in (run / "metrics.jsonl").read_text()

@@ -171,3 +171,73 @@ def test_n_failures_needs_per_case_scores():
     assert R.n_failures({"dice": {"mean": 0.4}}) is None
     assert R.n_failures({"cases": [{"dice": {"RV": 0.4, "LV": 0.7}}, {"dice": {"RV": 0.5, "LV": 0.5}}]}) == 0
     assert R.n_failures({"cases": [{"dice": {"RV": 0.2, "LV": 0.7}}]}) == 1  # mean 0.45 over its classes
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def test_add_to_a_file_without_its_last_newline_keeps_every_line_valid(tmp_path):
+    target = tmp_path / "x.jsonl"
+    lines = (ROOT / "docs/results/isic_grid.jsonl").read_text().splitlines()[:2]
+    target.write_text("\n".join(lines))  # no newline after the last record
+    run = fake_run(tmp_path / "r", "configs/isic_cpu.yaml", 7, 0.8)
+    assert R.main(["add", str(run), "--to", str(target), "--config", str(ROOT / "configs/isic_cpu.yaml"),
+                   "--label", "probe", "--hardware", "x", "--commit", "y"]) == 0
+    written = target.read_text().splitlines()
+    assert written[:2] == lines and json.loads(written[2])["label"] == "probe" and len(written) == 3
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda t: t.replace("<!-- /results -->", "", 1), "opens inside the one of line"),
+    (lambda t: t + "\n<!-- results: results/quick_grid.jsonl -->\nno end\n", "is never closed"),
+    (lambda t: t + "\n<!-- /results -->\n", "without an opening marker"),
+])
+def test_render_write_refuses_unbalanced_markers_and_keeps_the_text(tmp_path, capsys, damage, words):
+    shutil.copytree(ROOT / "docs/results", tmp_path / "results")
+    doc = tmp_path / "results.md"
+    text = damage((ROOT / "docs/results.md").read_text()) + "A hand-written paragraph that must survive.\n"
+    doc.write_text(text)
+    for cmd in (["render", "--write"], ["check"]):
+        assert R.main([*cmd, "--doc", str(doc)]) == 2
+        line = _one_line(capsys)
+        assert str(doc) in line and words in line, line
+    assert doc.read_text() == text
+
+
+def test_add_answers_each_bad_input_in_one_line(tmp_path, capsys):
+    preset = str(ROOT / "configs/isic_cpu.yaml")
+    target = tmp_path / "x.jsonl"
+    target.write_text((ROOT / "docs/results/isic_cpu.jsonl").read_text().splitlines()[0] + "\n")
+    run = fake_run(tmp_path / "r", "configs/isic_cpu.yaml", 0, 0.8)
+    unfinished = tmp_path / "u"
+    shutil.copytree(run, unfinished)
+    (unfinished / "summary.json").unlink()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(target.read_text() + "\n{not json\n")
+    cases = [([str(tmp_path / "nope"), "--to", str(target), "--config", preset], "no such run folder"),
+             ([str(unfinished), "--to", str(target), "--config", preset], "has no summary.json: the run has not"),
+             ([str(run), "--to", str(tmp_path / "missing.jsonl"), "--config", preset], "no such results file"),
+             ([str(run), "--to", str(target), "--config", str(tmp_path / "none.yaml")], "no such preset"),
+             ([str(run), "--to", str(bad), "--config", preset], "bad.jsonl, line 3: not JSON")]
+    for args, words in cases:
+        assert R.main(["add", *args, "--hardware", "x", "--commit", "y"]) == 2
+        assert words in _one_line(capsys)
+    assert R.main(["add", str(run), "--to", str(target), "--config", preset, "--hardware", "x", "--commit", "y"]) == 0
+    capsys.readouterr()
+    assert R.main(["add", str(run), "--to", str(target), "--config", preset, "--hardware", "x", "--commit", "y"]) == 2
+    assert "already holds" in _one_line(capsys)
+    assert len(target.read_text().splitlines()) == 2
+
+
+def test_a_malformed_results_file_is_named_with_its_own_line_number(tmp_path, capsys):
+    shutil.copy(ROOT / "docs/results.md", tmp_path / "results.md")
+    shutil.copytree(ROOT / "docs/results", tmp_path / "results")
+    path = tmp_path / "results/la_cpu.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "", lines[1][:-1], *lines[2:]]) + "\n")  # line 3 cut short
+    for cmd in ("render", "check"):
+        assert R.main([cmd, "--doc", str(tmp_path / "results.md")]) == 2
+        assert f"{path}, line 3: not JSON" in _one_line(capsys)

@@ -53,7 +53,7 @@ def _files(folder: Path, suffixes) -> dict[str, Path]:
 
 # What the readers raise for a truncated, damaged or non-image file (PIL's
 # UnidentifiedImageError is an OSError; nibabel's ImageFileError is a plain Exception).
-def _unreadable_errors() -> tuple:
+def unreadable_errors() -> tuple:
     import zlib
 
     from nibabel.filebasedimages import ImageFileError
@@ -61,10 +61,13 @@ def _unreadable_errors() -> tuple:
     return OSError, EOFError, SyntaxError, ValueError, zlib.error, ImageFileError
 
 
-def _read(path: Path, mask: bool) -> tuple[np.ndarray, tuple | None]:
+REMOVE_CASE = "replace it with an intact copy or remove the case"
+
+
+def _read(path: Path, mask: bool, fix: str = REMOVE_CASE) -> tuple[np.ndarray, tuple | None]:
     """(Z, C, H, W) float32 image or (Z, H, W) mask, and the (z, y, x) spacing if known.
-    A file that cannot be read is a DataError naming it: as a bare OSError the command
-    line would blame the run folder it writes to."""
+    A file that cannot be read is a DataError naming it and saying `fix`: as a bare OSError
+    the command line would blame the run folder it writes to."""
     from PIL import Image
 
     try:
@@ -74,10 +77,10 @@ def _read(path: Path, mask: bool) -> tuple[np.ndarray, tuple | None]:
     except Image.DecompressionBombError as e:
         raise S.DataError(f"folder: {path} is larger than PIL opens safely ({e}); shrink it (training resizes "
                           "to data.size anyway) or, if you trust it, raise PIL.Image.MAX_IMAGE_PIXELS") from None
-    except _unreadable_errors() as e:
+    except unreadable_errors() as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise S.DataError(f"folder: {path} cannot be read ({reason}): it is truncated, damaged or not an image; "
-                          "replace it with an intact copy or remove the case") from None
+                          f"{fix}") from None
 
 
 def _read_file(path: Path, mask: bool) -> tuple[np.ndarray, tuple | None]:
@@ -86,6 +89,8 @@ def _read_file(path: Path, mask: bool) -> tuple[np.ndarray, tuple | None]:
 
         img = nib.load(str(path))
         arr = np.asanyarray(img.dataobj)
+        if arr.ndim > 3 and all(n == 1 for n in arr.shape[3:]):  # (x, y, z, 1): one frame saved as 4D
+            arr = arr.reshape(arr.shape[:3])
         if arr.ndim == 2:
             arr = arr[..., None]
         if arr.ndim != 3:
@@ -101,6 +106,8 @@ def _read_file(path: Path, mask: bool) -> tuple[np.ndarray, tuple | None]:
             return np.asarray(im)[None], None
         # LA (grayscale + alpha) stays 2 channels, so mixing it with L or RGB is refused by name.
         arr = np.asarray(im.convert("RGB") if im.mode in ("P", "RGBA", "CMYK", "YCbCr") else im)
+    if im.mode == "P" and (arr == arr[..., :1]).all():  # a grey palette is one channel, not RGB
+        arr = arr[..., 0]
     return (arr[None, None] if arr.ndim == 2 else arr.transpose(2, 0, 1)[None]), None
 
 
@@ -114,11 +121,12 @@ def _scaled(image: np.ndarray) -> np.ndarray:
     return ((image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)).astype(np.float32)
 
 
-def read_image(path: Path) -> tuple[np.ndarray, tuple | None]:
+def read_image(path: Path, fix: str = REMOVE_CASE) -> tuple[np.ndarray, tuple | None]:
     """An image file as this dataset reads it (PNG/JPEG/... or NIfTI): (Z, C, H, W) float32
     in [0, 1] (8-bit scaled by 1/255, other types min-max per file) and its (z, y, x)
-    spacing, or None. Also what `predict` feeds a 2D run."""
-    image, spacing = _read(path, mask=False)
+    spacing, or None. Also what `predict` feeds a 2D run; `fix` is what an unreadable
+    file's message advises."""
+    image, spacing = _read(path, mask=False, fix=fix)
     S.require_finite(image, f"{path}", "replace them (e.g. with the background value)")
     return _scaled(image), spacing
 
@@ -144,11 +152,26 @@ def _load_case(cid: str, image_path: Path, mask_path: Path) -> Case:
     raw_label = _read(mask_path, mask=True)[0]
     S.require_finite(raw_label, f"folder: mask {mask_path}", "save it with class ids 0, 1, 2, ...")
     label = _mask(raw_label, mask_path)
+    _same_grid(image_path, mask_path)
     if image.shape[0] != label.shape[0] or image.shape[2:] != label.shape[1:]:
         raise S.DataError(f"folder: image {image_path} is {_size(image.shape[2:], image.shape[0])} but its mask "
                           f"{mask_path} is {_size(label.shape[1:], label.shape[0])}; save the mask at the "
                           "image's size")
     return Case(cid, _scaled(image), label, spacing)
+
+
+def _same_grid(image_path: Path, mask_path: Path) -> None:
+    """A NIfTI mask must lie on its image's voxel grid: with another affine (an axis flipped,
+    say) its voxels label other anatomy, and the arrays alone do not show it."""
+    if not all(p.name.lower().endswith((".nii", ".nii.gz")) for p in (image_path, mask_path)):
+        return
+    import nibabel as nib
+
+    a, b = nib.load(str(image_path)).affine, nib.load(str(mask_path)).affine
+    if not np.allclose(a, b, atol=1e-4 * max(1.0, float(np.abs(a).max()))):
+        raise S.DataError(f"folder: mask {mask_path} is not on its image's voxel grid (affine "
+                          f"{np.round(b, 3).tolist()} vs the image's {np.round(a, 3).tolist()}); resample or "
+                          "re-save the mask with the image's affine (e.g. in 3D Slicer or with nibabel)")
 
 
 def _size(hw, slices: int) -> str:
@@ -231,7 +254,11 @@ def load_folder(cfg, seed: int) -> SegData:
         parts = [f"{what}: {S._short([f'{i} ({files[i]})' for i in ids], 4)}"
                  for what, ids, files in (("images without a mask", no_mask, images),
                                           ("masks without an image", no_image, masks)) if ids]
-        raise S.DataError(f"folder: {'; '.join(parts)}; every image needs a mask with the same name in "
+        jpeg = sorted(p.name for p in (root / "masks").glob("*") if p.suffix.lower() in (".jpg", ".jpeg")
+                      and p.stem in no_mask)
+        why = (f" ({S._short(jpeg, 3)}: JPEG masks are not read, as lossy compression changes class ids at "
+               "the edges; save them as PNG or NIfTI)") if jpeg else ""
+        raise S.DataError(f"folder: {'; '.join(parts)}{why}; every image needs a mask with the same name in "
                           f"{root / 'masks'}: add it, or remove the unpaired file")
     ids = sorted(images)
     if getattr(cfg, "split_file", None):

@@ -50,14 +50,11 @@ def read_list(layout: H5Volumes, root: Path, name: str) -> list[str]:
 
 
 def read_case(layout: H5Volumes, root: Path, cid: str) -> Case:
-    import h5py
-
     path = root / layout.case_file.format(cid=cid)
     fix = layout.fix.format(root=root)
     if not path.is_file():
         raise S.DataError(f"{path} is missing; {fix}")
-    with h5py.File(path, "r") as f:
-        image, raw = f["image"][:].astype(np.float32), f["label"][:]
+    image, raw = _arrays(path, fix)
     # A NaN would be trained on and scored without a word; the published volumes hold none.
     S.require_finite(image, f"{path}: image", f"the file is damaged: delete it, then {fix}")
     label = raw.astype(np.uint8)
@@ -68,6 +65,29 @@ def read_case(layout: H5Volumes, root: Path, cid: str) -> Case:
         raise S.DataError(f"{path}: expected an image and a label of one shape with label values 0 and 1, got "
                           f"image {image.shape}, label {raw.shape} with values {np.unique(raw)[:6].tolist()}; {fix}")
     return Case(cid, image[None], label, layout.spacing)
+
+
+def _arrays(path: Path, fix: str) -> tuple[np.ndarray, np.ndarray]:
+    """(image as float32, label as stored) of one case file, both (X, Y, Z); a file that is
+    empty, truncated, not HDF5 or laid out otherwise is a DataError naming it (as a bare
+    OSError the command line would blame the run folder)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("image", "label") if not isinstance(f.get(k), h5py.Dataset)]
+            if missing:
+                raise S.DataError(f"{path} has no {' or '.join(f'`{k}` array' for k in missing)} (it holds "
+                                  f"{sorted(f.keys())[:6]}); {fix}")
+            image, raw = f["image"][()], f["label"][()]
+    except OSError as e:
+        size = path.stat().st_size
+        why = "it is empty (0 bytes)" if size == 0 else f"{str(e).splitlines()[0][:120]}"
+        raise S.DataError(f"{path} cannot be read as HDF5 ({why}): it is truncated or damaged; {fix}") from None
+    if image.ndim != 3 or not np.issubdtype(image.dtype, np.number) or min(image.shape, default=0) == 0:
+        raise S.DataError(f"{path}: `image` is {image.dtype} of shape {image.shape}, but a case is a 3D (X, Y, Z) "
+                          f"array of numbers; {fix}")
+    return image.astype(np.float32), raw
 
 
 def make_split(layout: H5Volumes, root: Path, labeled: float, val_count: int, seed: int) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import load_config
+from ..config import load_config, to_dict
 from ..models import NETWORKS, build_model
 
 
@@ -77,9 +77,28 @@ def load_model(run_dir: str | Path, which: str = "best", device: str | torch.dev
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir}: no config.yaml, so not a run folder")
-    state = load_checkpoint(run_dir / f"{which}.pt", device)["model"]
+    path = run_dir / f"{which}.pt"
+    checkpoint = load_checkpoint(path, device)
+    state = checkpoint["model"]
     cfg = load_config(run_dir / "config.yaml")
+    _same_run(checkpoint, cfg, path)
     first, last = NETWORKS[cfg.model.arch].IO_WEIGHTS
+    if first not in state or last not in state:
+        raise CheckpointError(f"{path} does not fit this run's network ({cfg.model.arch}): it has no "
+                              f"{first if first not in state else last}; it belongs to another run")
     model = build_model(cfg.model, state[first].shape[1], state[last].shape[0])
-    model.load_state_dict(state)
+    load_weights(model, state, path, cfg.model.arch)
     return model.to(device).eval()
+
+
+def _same_run(checkpoint: dict, cfg, path: Path) -> None:
+    """A checkpoint names the config it was trained with: one of another dataset or network
+    (copied in from another run folder) would segment with the wrong classes or channels."""
+    from .folder import config_diff
+
+    saved = checkpoint.get("config")
+    if isinstance(saved, dict):
+        diff = [k for k in config_diff(saved, to_dict(cfg)) if k.startswith(("data.", "model."))]
+        if diff:
+            raise CheckpointError(f"{path} was trained with another data or model config than "
+                                  f"{path.parent / 'config.yaml'} ({', '.join(diff[:6])}); it belongs to another run")

@@ -139,6 +139,16 @@ def check_identity(out: Path, config: dict, split: dict, fingerprint: str | None
                            "data.root changed, or data.size differs)")
 
 
+def check_not_foreign(out: Path) -> None:
+    """Refuse a folder that never held a run (no config.yaml, no latest.pt) but has a
+    metrics.jsonl: its rows are someone else's, and a run would neither keep nor drop them
+    rightly."""
+    log = out / "metrics.jsonl"
+    if log.exists() and not (out / "config.yaml").exists() and not (out / "latest.pt").exists():
+        raise RunMismatch(f"{out} holds a metrics.jsonl but no run (no config.yaml or latest.pt); move that file "
+                          "away, or pass a new --out folder")
+
+
 def _read_yaml(path: Path) -> dict | None:
     if not path.is_file():
         return None
@@ -200,6 +210,7 @@ class RunFolder:
         split.json and drops metrics rows past the checkpoint; refuses another run's folder."""
         self.iteration_saved = 0
         self.check(fingerprint=False)  # config.yaml and split.json exist even without latest.pt
+        check_not_foreign(self.out)
         state = None
         if self.latest.exists():
             try:
@@ -248,7 +259,8 @@ class RunFolder:
                 row = json.loads(ln)
             except ValueError:
                 continue
-            if isinstance(row, dict) and row.get("iteration", 0) <= iteration:
+            # Every row the loop writes names its iteration; one without is not this run's.
+            if isinstance(row, dict) and isinstance(row.get("iteration"), int) and row["iteration"] <= iteration:
                 keep.append(ln)
         atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 

@@ -119,13 +119,20 @@ def memory_bytes() -> int | None:
 
 
 def step_memory_bytes(cfg) -> int:
-    """A lower bound of one training step's memory: the first network level's activations
-    (convolution, BatchNorm and activation outputs with their gradients: about 8 float32
-    copies) for every image the step runs through (x, u_w, two strong views, the source).
-    Real use is a few times larger; this only catches requests that can never fit."""
-    pixels = Dims.of_dataset(cfg.data.name).pixels(cfg.data.size, cfg.data.patch)
+    """A lower bound of one training step's memory, over every network level (each halves
+    the grid along every axis): each level's activations (convolution, BatchNorm and
+    activation outputs with their gradients: about 8 float32 copies) for every image the
+    step runs through (x, u_w, two strong views, the source), plus the encoder's two 3x3
+    (3D: 3x3x3) convolutions per level as weights, gradients and momentum. Real use is a
+    few times larger; this only catches requests that can never fit."""
+    dims = Dims.of_dataset(cfg.data.name)
+    pixels = dims.pixels(cfg.data.size, cfg.data.patch)
+    kernel, shrink = 3 ** dims.spatial_dims, 2 ** dims.spatial_dims
     images = cfg.train.batch_size + 4 * (cfg.train.unlabeled_batch_size or cfg.train.batch_size)
-    return images * cfg.model.channels[0] * pixels * 4 * 8
+    c = list(cfg.model.channels)
+    activations = sum(images * ch * max(1, pixels // shrink ** level) * 4 * 8 for level, ch in enumerate(c))
+    weights = sum((cin + ch) * ch * kernel for cin, ch in zip([1, *c[:-1]], c)) * 4 * 3
+    return activations + weights
 
 
 def seed_everything(seed: int) -> None:

@@ -42,6 +42,8 @@ import numpy as np
 
 DOCS = (Path("docs/results.md"), Path("README.md"))
 MARKER = re.compile(r"<!-- results: (?P<file>\S+) -->\n(?P<body>.*?)<!-- /results -->", re.S)
+# Either marker alone: a doc's markers must pair up, or a rewrite would swallow the text between them.
+_ANY_MARKER = re.compile(r"<!-- results: (?P<file>\S+) -->|<!-- /results -->")
 
 
 @dataclass(frozen=True)
@@ -105,23 +107,55 @@ LAYOUTS = {
 
 
 # ------------------------------------------------------------------ files
-def read_results(path: str | Path) -> tuple[dict, list[dict]]:
-    """(header, records) of a results file."""
-    lines = [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]
+class ResultsError(ValueError):
+    """A results file, doc or run folder that cannot be used; the message names it and says why."""
+
+
+def parse_results(text: str, path: str | Path) -> tuple[dict, list[dict]]:
+    """(header, records) of a results file's text; a line that is not a JSON object is
+    refused with its line number in the file (blank lines counted)."""
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ResultsError(f"{path}, line {number}: not JSON ({e.msg} at column {e.colno}); each line holds "
+                               "one JSON object: fix or remove that line") from None
+        if not isinstance(obj, dict):
+            raise ResultsError(f"{path}, line {number}: a JSON {type(obj).__name__}, not an object; each line "
+                               "holds one JSON object")
+        lines.append(obj)
     if not lines or lines[0].get("kind") != "header" or lines[0].get("layout") not in LAYOUTS:
-        raise ValueError(f"{path}: the first line must be a header naming a layout ({', '.join(LAYOUTS)})")
+        raise ResultsError(f"{path}: the first line must be a header naming a layout ({', '.join(LAYOUTS)})")
     return lines[0], lines[1:]
 
 
+def read_results(path: str | Path) -> tuple[dict, list[dict]]:
+    """(header, records) of a results file."""
+    return parse_results(Path(path).read_text(), path)
+
+
 def append_record(path: str | Path, record: dict) -> None:
-    header, records = read_results(path)  # refuses a file that is not a results file
+    """Add one run record: the whole file is rewritten atomically (a last line without its
+    newline keeps its own line) and what was written is parsed again."""
+    from ..run.files import atomic_write_text
+
+    path = Path(path)
+    text = path.read_text()
+    header, records = parse_results(text, path)  # refuses a file that is not a results file
     same = [r for r in records if r.get("kind") == "run" and r.get("label") == record["label"]
             and r.get("seed") == record["seed"]]
     if same:
-        raise ValueError(f"{path} already holds {record['label']} seed {record['seed']} (run "
-                         f"{same[0].get('run')}); remove that line first to replace it")
-    with open(path, "a") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        raise ResultsError(f"{path} already holds {record['label']} seed {record['seed']} (run "
+                           f"{same[0].get('run')}); remove that line first to replace it")
+    new = text + ("" if text.endswith("\n") else "\n") + json.dumps(record, ensure_ascii=False) + "\n"
+    if parse_results(new, path)[1][-1] != json.loads(json.dumps(record)):
+        raise ResultsError(f"{path}: the record would not read back as written; the file was left as it was")
+    atomic_write_text(path, new)
+    if path.read_text() != new:
+        raise ResultsError(f"{path} does not hold what was written (another process changed it?); check it")
 
 
 # ------------------------------------------------------------------ rows
@@ -270,17 +304,44 @@ def render_file(path: str | Path) -> str:
 
 
 # ------------------------------------------------------------------ the doc
-def render_doc(text: str, base: Path) -> str:
-    """The doc with every marked table rendered again from its results file."""
-    return MARKER.sub(lambda m: f"<!-- results: {m['file']} -->\n{render_file(base / m['file'])}"
-                                f"<!-- /results -->", text)
+def tables(text: str, doc: str | Path) -> list[re.Match]:
+    """The marked tables of a doc, after checking that its markers pair up: an opening
+    marker followed by its own line and then a closing one, never nested, never alone.
+    Anything else is refused naming the doc and the line, so no rewrite deletes text."""
+    opened = None
+    for m in _ANY_MARKER.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        if m["file"] is not None and opened is not None:
+            raise ResultsError(f"{doc}, line {line}: a results marker opens inside the one of line {opened[0]} "
+                               f"({opened[1]}); add the missing `<!-- /results -->` before line {line}")
+        if m["file"] is None and opened is None:
+            raise ResultsError(f"{doc}, line {line}: a closing `<!-- /results -->` without an opening marker; "
+                               "remove it or add its `<!-- results: FILE -->`")
+        if m["file"] is not None and not text.startswith("\n", m.end()):
+            raise ResultsError(f"{doc}, line {line}: the marker `{m[0]}` must end its line")
+        opened = (line, m["file"]) if m["file"] is not None else None
+    if opened is not None:
+        raise ResultsError(f"{doc}, line {opened[0]}: the results marker of {opened[1]} is never closed; add "
+                           "`<!-- /results -->` after its table")
+    return list(MARKER.finditer(text))
+
+
+def render_doc(text: str, base: Path, doc: str | Path = "the doc") -> str:
+    """The doc with every marked table rendered again from its results file; the result
+    is checked to hold the same marked tables, in the same order."""
+    tables(text, doc)
+    new = MARKER.sub(lambda m: f"<!-- results: {m['file']} -->\n{render_file(base / m['file'])}"
+                               f"<!-- /results -->", text)
+    if [m["file"] for m in tables(new, doc)] != [m["file"] for m in MARKER.finditer(text)]:
+        raise ResultsError(f"{doc}: a rendered table changed the doc's markers; the doc was left as it was")
+    return new
 
 
 def stale_tables(doc: str | Path = DOCS[0]) -> list[str]:
     """The results files whose table in the doc differs from what they render."""
     doc = Path(doc)
     text = doc.read_text()
-    return [m["file"] for m in MARKER.finditer(text) if m["body"] != render_file(doc.parent / m["file"])]
+    return [m["file"] for m in tables(text, doc) if m["body"] != render_file(doc.parent / m["file"])]
 
 
 # ------------------------------------------------------------------ a run folder -> a record
@@ -332,6 +393,7 @@ def run_record(run: Path, preset: str | Path, label: str | None = None, hardware
     import torch
     import yaml
 
+    _finished(run)
     summary = json.loads((run / "summary.json").read_text())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     split = json.loads((run / "split.json").read_text()) if (run / "split.json").exists() else {}
@@ -353,6 +415,20 @@ def run_record(run: Path, preset: str | Path, label: str | None = None, hardware
             "cpu_seconds": summary.get("train_cpu_seconds"), "wall_seconds": summary.get("train_seconds"),
             "device": summary.get("device"), "hardware": hardware or machine(), "torch": torch.__version__,
             "commit": commit or git_commit(), "date": datetime.date.today().isoformat()}
+
+
+def _finished(run: Path) -> None:
+    """Refuse, naming what is missing, a folder that is not a finished run."""
+    if not run.is_dir():
+        raise ResultsError(f"{run}: no such run folder; pass the --out of a finished `train` run")
+    for name, why in (("config.yaml", "not a run folder"), ("summary.json", "the run has not finished: run its "
+                                                                            "`train` command again to finish it")):
+        if not (run / name).is_file():
+            raise ResultsError(f"{run} has no {name}: {why}")
+    try:
+        json.loads((run / "summary.json").read_text())
+    except ValueError as e:
+        raise ResultsError(f"{run / 'summary.json'} is not JSON ({e}); evaluate the run again to rewrite it") from None
 
 
 def machine() -> str:
@@ -406,12 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--hardware", help="where the run trained (default: this machine)")
     a.add_argument("--commit", help="the commit it trained at (default: this checkout's HEAD)")
     args = ap.parse_args(argv)
-    if args.cmd == "add":
-        record = run_record(args.run, args.config, args.label, args.hardware, args.commit)
-        append_record(args.to, record)
-        print(f"added {record['label']} seed {record['seed']} to {args.to}; then: render --write")
-        return 0
     try:
+        if args.cmd == "add":
+            return _add(args)
         return _render_or_check(args.cmd, args.doc or list(DOCS), args.write if args.cmd == "render" else False)
     except KeyError as err:  # a summary entry or record without a field it needs
         print(f"crossmatch-lite results: an entry lacks the field {err}; see --help for the format", file=sys.stderr)
@@ -419,6 +492,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # a malformed or missing results file: one line, no traceback
         print(f"crossmatch-lite results: {err}", file=sys.stderr)
         return 2
+
+
+def _add(args) -> int:
+    if not args.to.is_file():
+        raise ResultsError(f"{args.to}: no such results file; start one with its header line (see --help), or "
+                           "pass an existing docs/results/<name>.jsonl")
+    if not Path(args.config).is_file():
+        raise ResultsError(f"--config {args.config}: no such preset; pass the preset the run was started from")
+    read_results(args.to)  # a malformed file is refused before the run is read
+    record = run_record(args.run, args.config, args.label, args.hardware, args.commit)
+    append_record(args.to, record)
+    print(f"added {record['label']} seed {record['seed']} to {args.to}; then: render --write")
+    return 0
 
 
 def _render_or_check(cmd: str, docs: list[Path], write: bool) -> int:
@@ -432,9 +518,9 @@ def _render_or_check(cmd: str, docs: list[Path], write: bool) -> int:
     for doc in docs:
         text = doc.read_text()
         if write:
-            atomic_write_text(doc, render_doc(text, doc.parent))
+            atomic_write_text(doc, render_doc(text, doc.parent, doc))
             continue
-        for m in MARKER.finditer(text):
+        for m in tables(text, doc):
             print(f"{doc}: {m['file']}:\n{render_file(doc.parent / m['file'])}")
     return 0
 
