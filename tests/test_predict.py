@@ -36,7 +36,9 @@ def nifti_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "nifti"
     # Long enough to predict more than one class, so that a mask made another way differs.
     train_cli(run, "data.name=folder", f"data.root={root}", "data.labeled=4", "train.iterations=60",
-              "train.val_every=30", "train.lr=0.05", "train.batch_size=4", "model.channels=[8,16,32,64,128]")
+              "train.val_every=30", "train.lr=0.05", "train.batch_size=4", "model.channels=[8,16,32,64,128]",
+              # fp32: bf16 kernels may round a boundary pixel differently for another batch shape
+              "train.amp=off")
     return root, run
 
 
