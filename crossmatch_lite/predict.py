@@ -47,7 +47,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .config import DATASET_DIMS, load_config
+from .config import load_config
+from .dims import Dims
 from .data import Case, DataError
 from .data.folder import read_image, unreadable_errors
 from .data.splitting import require_finite
@@ -74,7 +75,7 @@ class Predictor:
     """A run's chosen model with what its evaluation needs."""
     model: torch.nn.Module
     device: torch.device
-    spatial_dims: int
+    dims: Dims
     in_channels: int
     size: int  # 2D: the training size slices are resized to
     window: dict | None  # 3D: the sliding window
@@ -97,8 +98,8 @@ class Predictor:
             device = pick_device(cfg.train.device)
             model = load_model(run, which, device)
         first = next(m for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd))
-        dims = DATASET_DIMS[cfg.data.name]
-        window = views_for(dims, cfg.data.patch).window(cfg.eval.stride, cfg.data.downsample)
+        dims = Dims.of_dataset(cfg.data.name)  # the one place predict asks whether the run is 3D
+        window = views_for(dims.spatial_dims, cfg.data.patch).window(cfg.eval.stride, cfg.data.downsample)
         return cls(model.eval(), device, dims, first.in_channels, cfg.data.size, window, cfg.eval.batch_slices,
                    autocast_for(device, cfg.train))
 
@@ -142,28 +143,28 @@ def _zscore(volume: np.ndarray) -> np.ndarray:
 PREDICT_FIX = "replace it with an intact copy or leave it out of --input"
 
 
-def read_input(path: Path, spatial_dims: int) -> tuple[np.ndarray, dict]:
+def read_input(path: Path, dims: Dims) -> tuple[np.ndarray, dict]:
     """(the network's input array, what writing the mask needs) of one file: 2D runs
     (Z, C, H, W) slices, 3D runs a (C, X, Y, Z) volume."""
     kind = _kind(path)
     if kind == "image":
-        if spatial_dims == 3:
+        if dims.volumetric:
             raise PredictError(f"{path}: a 2D image, but this run segments 3D volumes; give it NIfTI or HDF5 volumes")
         image, _ = read_image(path, fix=PREDICT_FIX)
         return image, {"kind": "image", "size": image.shape[2:]}
     if kind == "h5":
-        array, spacing = _read_h5(path, spatial_dims)
+        array, spacing = _read_h5(path, dims)
         # spacing follows the array's axes: (z, y, x) in a 2D run, (x, y, z) in a 3D run;
         # the affine's diagonal is (x, y, z).
-        xyz = spacing if spatial_dims == 3 else spacing[::-1]
+        xyz = spacing if dims.volumetric else spacing[::-1]
         meta = {"kind": "h5", "affine": np.diag([*xyz, 1.0])}
-        if spatial_dims == 3:
+        if dims.volumetric:
             return array[None], meta
         lo, hi = float(array.min()), float(array.max())  # (z, y, x) slices, scaled as ACDC's volumes
         return ((array - lo) / (hi - lo) if hi > lo else 0 * array)[:, None], {**meta, "zyx": True}
     img, shape = _open_nifti(path)
     meta = {"kind": "nifti", "affine": img.affine, "header": img.header, "ndim": len(shape)}
-    if spatial_dims == 3:
+    if dims.volumetric:
         if len(shape) != 3:
             raise PredictError(f"{path}: shape {shape}, but this run segments 3D volumes (x, y, z)")
         try:
@@ -201,12 +202,12 @@ def _open_nifti(path: Path):
     return img, shape
 
 
-def _read_h5(path: Path, spatial_dims: int) -> tuple[np.ndarray, tuple[float, float, float]]:
+def _read_h5(path: Path, dims: Dims) -> tuple[np.ndarray, tuple[float, float, float]]:
     """(the `image` array as float32, the voxel size along its axes, 1 mm if unstated),
     or a PredictError saying what about the file does not fit."""
     import h5py  # only for HDF5 inputs
 
-    order = "(x, y, z)" if spatial_dims == 3 else "(z, y, x)"
+    order = "(x, y, z)" if dims.volumetric else "(z, y, x)"
     try:
         with h5py.File(path, "r") as f:
             data = f.get("image")
@@ -334,8 +335,8 @@ def write_mask(mask: np.ndarray, image: np.ndarray, meta: dict, outputs: Outputs
 
 def _segment(predictor: "Predictor", path: Path, outputs: Outputs, paths: list[Path]) -> tuple[np.ndarray, Path]:
     """(the mask, where it was written) of one claimed input."""
-    image, meta = read_input(path, predictor.spatial_dims)
-    channels = image.shape[1] if predictor.spatial_dims == 2 else image.shape[0]
+    image, meta = read_input(path, predictor.dims)
+    channels = image.shape[1] if not predictor.dims.volumetric else image.shape[0]
     if channels != predictor.in_channels:
         raise PredictError(f"{path}: {channels} channel(s), but this run was trained on {predictor.in_channels}")
     mask = predictor(image)

@@ -139,6 +139,7 @@ def test_acdc_nifti_frames_give_the_masks_evaluate_scored(tmp_path, capsys):
     import conftest_download as H
     from data_download.__main__ import main as download
 
+    from crossmatch_lite.dims import Dims
     from crossmatch_lite.predict import read_input
 
     truth = H.make_acdc_zip(tmp_path / "ACDC.zip", patients=(1, 2, 3), testing=(101,))
@@ -160,7 +161,7 @@ def test_acdc_nifti_frames_give_the_masks_evaluate_scored(tmp_path, capsys):
     assert len(raw) == 2 and len(truth["patient101"]) == 2
     for case in trainer.data.test_cases:  # frame01 is ED, frame02 the ES frame, whatever its number
         frame = sorted(raw)[0 if case.id.endswith("frame01") else 1]
-        image, _ = read_input(raw[frame], 2)
+        image, _ = read_input(raw[frame], Dims(2))
         np.testing.assert_array_equal(image, case.image)  # the prepared volume, value for value
         assert main(["predict", "--run", str(run), "--input", str(raw[frame]), "--out", str(tmp_path / "out")]) == 0
         mask = np.asanyarray(nib.load(str(tmp_path / "out" / frame)).dataobj).transpose(2, 1, 0)

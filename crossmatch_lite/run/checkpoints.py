@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import load_config, to_dict
+from ..config import flatten, load_config, to_dict
 from ..models import NETWORKS, build_model
 
 
@@ -94,11 +94,12 @@ def load_model(run_dir: str | Path, which: str = "best", device: str | torch.dev
 def _same_run(checkpoint: dict, cfg, path: Path) -> None:
     """A checkpoint names the config it was trained with: one of another dataset or network
     (copied in from another run folder) would segment with the wrong classes or channels."""
-    from .folder import config_diff
-
     saved = checkpoint.get("config")
     if isinstance(saved, dict):
-        diff = [k for k in config_diff(saved, to_dict(cfg)) if k.startswith(("data.", "model."))]
+        # Keys an older checkpoint lacks are not differences; where the data lie is not either.
+        theirs, ours = flatten(saved), flatten(to_dict(cfg))
+        diff = [k for k in ours if k.startswith(("data.", "model.")) and k in theirs and theirs[k] != ours[k]
+                and k not in ("data.root", "data.split_file", "data.cache")]
         if diff:
             raise CheckpointError(f"{path} was trained with another data or model config than "
                                   f"{path.parent / 'config.yaml'} ({', '.join(diff[:6])}); it belongs to another run")
