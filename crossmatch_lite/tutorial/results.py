@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-DOCS = (Path("docs/results.md"), Path("README.md"))
+DOCS = (Path("docs/results.md"), Path("docs/ablations.md"), Path("README.md"))
 MARKER = re.compile(r"<!-- results: (?P<file>\S+) -->\n(?P<body>.*?)<!-- /results -->", re.S)
 # Either marker alone: a doc's markers must pair up, or a rewrite would swallow the text between them.
 _ANY_MARKER = re.compile(r"<!-- results: (?P<file>\S+) -->|<!-- /results -->")
@@ -470,10 +470,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("render", help="print the tables, or rewrite them in the docs with --write")
-    r.add_argument("--doc", type=Path, action="append", help="one doc (default: docs/results.md and README.md)")
+    r.add_argument("--doc", type=Path, action="append", help="one doc (default: docs/results.md, docs/ablations.md and README.md)")
     r.add_argument("--write", action="store_true")
     c = sub.add_parser("check", help="exit 1 when a table of a doc differs from its results file")
-    c.add_argument("--doc", type=Path, action="append", help="one doc (default: docs/results.md and README.md)")
+    c.add_argument("--doc", type=Path, action="append", help="one doc (default: docs/results.md, docs/ablations.md and README.md)")
     a = sub.add_parser("add", help="append a finished run folder's summary to a results file")
     a.add_argument("run", type=Path)
     a.add_argument("--to", type=Path, required=True, help="the results file (docs/results/<name>.jsonl)")
