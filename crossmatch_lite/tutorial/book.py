@@ -75,7 +75,8 @@ def stage(out: Path, smoke: bool) -> Path:
     (src / "docs").mkdir(parents=True, exist_ok=True)
     names = []
     for nb in notebooks(root):
-        _write_if_changed(src / nb.name, nb.read_bytes())
+        # notebooks/ links the guide as ../docs/x.md; in the book the notebooks sit beside docs/.
+        _write_if_changed(src / nb.name, nb.read_bytes().replace(b"](../docs/", b"](docs/"))
         names.append(nb.stem)
     for stale in set(p.stem for p in src.glob("*.ipynb")) - set(names):
         (src / f"{stale}.ipynb").unlink()
