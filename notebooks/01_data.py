@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -15,6 +15,12 @@
 
 # %% [markdown]
 # # 01 · The data: patients, volumes, slices and splits
+#
+# **Time:** about 1 minute at its defaults on a 2-core CPU (no training).
+# **Prerequisites:** 00 (what the series is for).
+# **You will learn:** how a medical dataset is split by patient; what "3 labeled" means;
+# labeled versus unlabeled slices; class balance; how the cardiac and skin-lesion data
+# differ.
 #
 # **ACDC** (Bernard et al., IEEE TMI 2018) holds cine-MRI of 100 training *patients*. Each
 # patient gives two *volumes* (end-diastole and end-systole), each a stack of about ten 2D
@@ -165,9 +171,42 @@ print("ok")
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `seed = 1`. Expect other labeled patients (the list above) but the same patients
-#    overall: the seed only chooses which training patients carry masks.
-# 2. Set `labeled = 7`. Expect the labeled row of the split table to grow while val and
-#    test stay put; do the class shares of labeled and unlabeled slices get closer?
-# 3. Set `dataset = "toy_isic"` and `labeled = 0.05`. Expect one case per image (one slice
-#    each) and a fraction of the training images labeled.
+# 1. Set `seed = 1`. What changes in the split table and the list of labeled patients?
+#
+# <details><summary>Solution</summary>
+#
+# The list of labeled patients changes; the split table does not (still 3 labeled
+# patients, and the same val and test patients): validation and test are a fixed draw, and
+# the seed only chooses which training patients carry masks. The numbers of labeled
+# *slices* can change a little, because patients have different numbers of slices.
+# </details>
+#
+# 2. Set `labeled = 7`. What happens to the split table and to the class shares?
+#
+# <details><summary>Solution</summary>
+#
+# The labeled row grows from 3 to 7 patients and the unlabeled row shrinks by 4; val and
+# test stay put. With more patients the labeled class shares move closer to the unlabeled
+# ones: 3 patients are a small, noisy sample of the anatomy.
+# </details>
+#
+# 3. Set `dataset = "toy_isic"` and `labeled = 0.05`. How do cases and slices relate now?
+#
+# <details><summary>Solution</summary>
+#
+# One case is one image: each case has one "slice", so both columns of the split table
+# are equal, and 5 % of the training images are labeled (a fraction, not a count). There
+# are two classes (background and lesion) and three colour channels.
+# </details>
+
+# %% [markdown]
+# ## What you learned
+#
+# - Splits are by patient, so no patient is in two parts; "3 labeled" means all slices of
+#   3 training patients carry masks, and every other training slice is unlabeled.
+# - The network trains on 2D slices resized to `data.size`, but is scored per volume, in
+#   3D, at native size.
+# - The cardiac images are one-channel with four classes; the lesion photographs RGB with two.
+#
+# **Next:** [02 · Image perturbations](02_image_perturbations.ipynb): the views CrossMatch
+# makes of each unlabeled image.

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -16,17 +16,41 @@
 # %% [markdown]
 # # 02 · Image perturbations: weak view, strong views, CutMix
 #
-# Every iteration, CrossMatch draws an unlabeled batch `u` and a second unlabeled batch `m`.
-# - The **weak view** `u_w`: rot90 + flip (probability 0.5), else a small rotation (±20°,
-#   probability 0.25). Its clean prediction `p_w` is the *teacher*.
-# - Two **strong views** `s1`, `s2` of `u_w`: colour jitter (p 0.8), Gaussian blur (p 0.5),
-#   and each its own **CutMix box** (p 0.5, 2-40 % of the area): inside the box the pixels
-#   come from `m`'s strong view.
-# - The **pseudo-label** of `s_i` is `p_w`'s argmax, with the box filled from `m`'s own
-#   prediction: the label moves with the pixels.
+# **Time:** about 1 minute at its defaults on a 2-core CPU (no training; measured with the
+# other core busy training).
+# **Prerequisites:** 01 (the data and the split).
+# **You will learn:** how CrossMatch makes a weak and two strong views of every unlabeled
+# image, what CutMix does to an image and to its pseudo-label, and each strong ingredient
+# on its own, with sliders.
 #
-# All of it comes from `crossmatch_lite.views.views2d`. To show the box-mixed pseudo-labels without
-# a trained model, the (hidden) toy masks stand in for the teacher's prediction here.
+# **Why two kinds of view.** On unlabeled images there is no mask to learn from. Instead,
+# the network's prediction on a mildly changed image is taken as the target (the
+# *teacher*; notebook 04 defines it exactly) for its predictions on heavily changed copies
+# of the same image (the *students*). The network thus learns to give the same answer
+# whatever the perturbation, and only the mild view's prediction has to be right.
+#
+# Every iteration, CrossMatch draws an unlabeled batch $u$ and a second unlabeled batch $m$.
+# - The **weak view** $u^w$: rot90 + flip (probability 0.5), else a small rotation (±20°,
+#   probability 0.25), rounded to 8 bits. Its clean prediction $p_w$ is the teacher.
+# - Two **strong views** $s_1, s_2$ of $u^w$: colour jitter (p 0.8), Gaussian blur (p 0.5),
+#   and each its own **CutMix box** $B_i$ (p 0.5, 2-40 % of the area): inside the box the
+#   pixels come from $m$'s strong view.
+# - The **pseudo-label** of $s_i$ is $p_w$'s argmax, with the box filled from $m$'s own
+#   prediction $p_m$: the label moves with the pixels.
+#
+# With $B_i \in \{0, 1\}^{H \times W}$ (1 inside the box) and $\odot$ the pixel-wise product:
+#
+# $$s_i = (1 - B_i) \odot \mathrm{strong}(u^w) + B_i \odot \mathrm{strong}(m^w), \qquad
+#   \tilde p_{w,i} = (1 - B_i) \odot p_w + B_i \odot p_m, \qquad \hat y_{s_i} = \arg\max_k \tilde p_{w,i}.$$
+#
+# **Why 8 bits.** The official code turns each unlabeled image into an 8-bit PIL image
+# before its strong augmentations, so the weak view it predicts on has 256 grey levels.
+# `quantize_8bit` does the same rounding, so that teacher and students see the images the
+# official code sees.
+#
+# All of it comes from `crossmatch_lite.views.views2d` and `crossmatch_lite.cutmix`. To
+# show the box-mixed pseudo-labels without a trained model, the (hidden) toy masks stand in
+# for the teacher's prediction here.
 
 # %% tags=["parameters"]
 dataset = "toy_acdc"  # toy_acdc | toy_isic | acdc | isic2018 | folder
@@ -108,9 +132,9 @@ ctx.show(figures.image_grid(panels, "Strong views: colour jitter, blur and a Cut
 # %% [markdown]
 # ## Box-mixed pseudo-labels
 #
-# The teacher of `s_i` is `p_w` outside the box and `m`'s own prediction inside it
-# (`Teacher.boxed` in `crossmatch_step`, which calls `augment.paste`). Here masks stand in
-# for both predictions.
+# The teacher of $s_i$ is $p_w$ outside the box and $m$'s own prediction inside it
+# (`Teacher.boxed` in `crossmatch_step`, which calls `crossmatch_lite.cutmix.paste`). Here
+# masks stand in for both predictions.
 
 # %%
 panels = []
@@ -194,9 +218,46 @@ print("ok: box areas", [f"{100 * float(a):.0f}%" for b in views.boxes for a in b
 # %% [markdown]
 # ## Exercises
 #
-# 1. Move the blur slider from 0.1 to 4. Expect thin structures (the myocardium ring) to
-#    vanish first: how strong can a view get before its pseudo-label stops being right?
-# 2. Set `seed = 3`. Expect different images, boxes and
-#    rotations, and in about half of the views no box at all (`cutmix_p` is 0.5).
-# 3. Set `dataset = "toy_isic"`. Expect colour jitter to change hue and saturation too:
-#    on one-channel cardiac images only brightness and contrast can act.
+# 1. Move the blur slider from 0.1 to 4. At which blur do the thin structures (the
+#    myocardium ring) vanish? How strong can a view get before its pseudo-label (taken
+#    from the weak view) stops describing what is visible?
+#
+# <details><summary>Solution</summary>
+#
+# Expect the ring, a few pixels wide on the 64-pixel toy images, to blur first, and to be
+# hard to see well before σ = 4; CrossMatch itself draws σ from 0.1 to 2 (`blur_sigma`).
+# The pseudo-label still draws the ring: that is the point (the student must find it in the
+# blurred image), but a view so strong that the structure is gone teaches noise. This is
+# why the strong views are drawn from a bounded range.
+# </details>
+#
+# 2. Set `seed = 3`. What changes, and how often does a strong view have no box?
+#
+# <details><summary>Solution</summary>
+#
+# Other images, rotations, jitter and boxes. Each view draws its box with probability
+# `cutmix_p` = 0.5, so about half the views have none (no orange outline; the "ok" line of
+# the checks prints 0 % for them), and the drawn boxes cover 2-40 % of the image.
+# </details>
+#
+# 3. Set `dataset = "toy_isic"`. What can colour jitter do on RGB images that it cannot on
+#    the one-channel cardiac images?
+#
+# <details><summary>Solution</summary>
+#
+# Change saturation and hue as well: the lesion photographs change colour, not only
+# brightness and contrast. On one-channel images saturation and hue leave the image
+# unchanged (as for PIL `L` images), so only brightness and contrast act.
+# </details>
+
+# %% [markdown]
+# ## What you learned
+#
+# - The weak view is geometry only (image and mask move together); the strong views add
+#   colour jitter, blur and a CutMix box from a second batch.
+# - A CutMix box carries its pseudo-label with it: inside the box the teacher is the
+#   source image's own prediction.
+# - `make_unlabeled_views` is the one function that makes all of this, in training and here.
+#
+# **Next:** [03 · Feature perturbations](03_feature_perturbations.ipynb): the second kind of
+# perturbation, inside the network.

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -16,13 +16,31 @@
 # %% [markdown]
 # # 03 · Feature perturbations: one encoder, three decodings
 #
+# **Time:** about 4 minutes at its defaults on a 2-core CPU (a 150-iteration run, then a
+# dropout sweep; estimated from notebook 04b's identical run, 7 minutes with both cores
+# busy, of which 1.5 CPU-minutes).
+# **Prerequisites:** 02 (views and the teacher).
+# **You will learn:** how the UNet splits into `encode` and `decode`; what channel dropout
+# does to the features and to the prediction; how the dropout rate sets how far a
+# perturbed stream strays from the clean prediction; running versus recomputed BatchNorm
+# statistics.
+#
 # CrossMatch perturbs not only images but the network's *features*. The UNet is split into
-# `encode` and `decode`; the encoder features of an image are decoded three ways with the
-# same decoder:
-# - **clean**: `decode(f)`, the teacher `p_w`;
-# - **weak**: `decode(drop_features(f, 0.25))`, channel dropout (Dropout2d) on every
-#   encoder level;
-# - **strong**: `decode(drop_features(f, 0.75))`.
+# `encode` and `decode`; the encoder features $f = \mathrm{enc}(u^w)$ (one map per level)
+# are decoded three ways with the same decoder:
+#
+# $$p_w = \mathrm{dec}(f), \qquad p_w^{0.25} = \mathrm{dec}\big(\mathrm{drop}_{0.25}(f)\big), \qquad
+#   p_w^{0.75} = \mathrm{dec}\big(\mathrm{drop}_{0.75}(f)\big),$$
+#
+# where $\mathrm{drop}_\rho$ is channel dropout (`Dropout2d`) on every level: each channel
+# is zeroed with probability $\rho$ and the survivors are scaled by $1/(1-\rho)$, so that the
+# expected value of a feature is unchanged:
+#
+# $$\mathrm{drop}_\rho(f)_{c} = \frac{z_c}{1-\rho}\, f_c, \qquad z_c \sim \mathrm{Bernoulli}(1-\rho).$$
+#
+# - **clean** $p_w$: the teacher;
+# - **weak** stream $p_w^{0.25}$ and **strong** stream $p_w^{0.75}$: students (terms $a$, $b$
+#   of notebook 04).
 #
 # Where the perturbed decodings disagree with the clean one, the distillation losses
 # (notebook 04) push them back towards it. First we train a model briefly (so that its
@@ -48,8 +66,17 @@ ctx = setup("03_feature_perturbations", preset=preset, dataset="toy_acdc", itera
 # ## A briefly trained model
 #
 # `trainer.eval_model()` is the model as evaluation sees it: `best.pt` in eval mode (the
-# encoder's own dropout off) with the BatchNorm statistics `eval.bn` names (the running
-# ones by default, as the official code; `precise` recomputes them on clean images). `drop_features` is always active, as in the official code.
+# encoder's own dropout off) with the BatchNorm statistics `eval.bn` names.
+#
+# **Running versus recomputed statistics.** In train mode each BatchNorm layer normalises
+# with the mean and variance of the batch in front of it, and keeps *running* averages of
+# them; in eval mode it uses those averages instead. During CrossMatch training the
+# decoder's batches mix clean features with features dropped out at 25 % and 75 % (and
+# scaled up by 4/3 and 4), so its running averages describe a mixture, not clean images.
+# `eval.bn=running` (the default, as the official code) uses them anyway;
+# `eval.bn=precise` *recomputes* them on clean training images before evaluating. Every
+# run reports both (docs/method.md). `drop_features` is always active, also in eval mode,
+# as in the official code.
 
 # %%
 trainer, summary = ctx.train()
@@ -147,9 +174,48 @@ print("ok: flipped pixels", [f"{100 * v:.2f}%" for v in sweep["flipped"]])
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `iterations = 600`. Expect fewer flipped pixels at every rate: a model that has
-#    learnt from the distillation terms is more robust to its own feature dropout.
+# 1. Set `iterations = 600`. How do the flipped pixels change at each rate?
+#
+# <details><summary>Solution</summary>
+#
+# Expect fewer flipped pixels at the weak and strong rates (0.25, 0.75), the two the
+# distillation terms train on: a model that has learnt from terms $a$-$f$ for longer is
+# more robust to its own feature dropout. Rate 0 still flips nothing (the first check).
+# About 4 times the training of the default, so about 4 times its time.
+# </details>
+#
 # 2. Train `preset = "supervised"` (no feature perturbation in training) and compare the
-#    sweep: expect more flips at 0.5-0.9 than for CrossMatch at the same iterations.
-# 3. Add the rate 0.99 to `rates`. Expect the confidence to drop towards 1/4 (four
-#    classes): almost no channel survives.
+#    sweep with CrossMatch's at the same `iterations`.
+#
+# <details><summary>Solution</summary>
+#
+# Expect more flips at the high rates (0.5-0.9) for the supervised model: it never saw a
+# dropped-out feature map, so nothing taught its decoder to give the same answer without
+# three quarters of its channels. Its mean confidence also drops faster with the rate.
+# </details>
+#
+# 3. Add the rate 0.99 to `rates`. What happens to the confidence?
+#
+# <details><summary>Solution</summary>
+#
+# Almost no channel survives (1 in 100) and the survivors are scaled by 100, so the
+# decoder sees a few huge features and predictions flip on many pixels: for the default
+# 150-iteration model about a third of the pixels (33 % at 0.99, against 12 % at 0.75).
+# But the confidence does not fall towards 1/4 (four classes, a uniform guess): it stays
+# at about 0.90, as high as the clean prediction's 0.91. The huge activations make the
+# decoder confidently wrong, which is why a stream's own confidence is no measure of its
+# quality, and why the last check compares flips, not confidence.
+# </details>
+
+# %% [markdown]
+# ## What you learned
+#
+# - The encoder runs once; its features are decoded clean (the teacher $p_w$) and through
+#   channel dropout at 0.25 and 0.75 (the two streams).
+# - The higher the dropout rate, the more pixels a stream gets wrong relative to the clean
+#   decoding: that is the disagreement the distillation terms train away.
+# - BatchNorm's running statistics in eval mode versus batch statistics in train mode, and
+#   why `eval.bn=precise` recomputes them.
+#
+# **Next:** [04 · Self-distillation](04_distillation.ipynb): who teaches whom, and every
+# loss term as an equation.

@@ -29,7 +29,8 @@ def test_stage_writes_tutorials_and_guide_with_working_links(tmp_path):
     assert [f for f in files if f.startswith("docs/")] == [f"docs/{p.stem}" for p in docs]
     for f in files:
         assert (src / f"{f}.md").is_file(), f
-    for page in [src / "intro.md"] + [src / f"{f}.md" for f in files]:
+    for page in [src / "intro.md"] + [src / f"{f}.md" for f in files] + [src / f"{n}.ipynb" for n in
+                                                                           [nb.stem for nb in notebooks(root)]]:
         for target in LINK.findall(page.read_text(encoding="utf-8")):
             if "://" not in target:
                 assert (page.parent / target).is_file(), f"{page.relative_to(src)} links to missing {target}"

@@ -125,3 +125,29 @@ def test_the_idea_adds_one_logged_term(tmp_path, toy_data):
     assert all(np.isfinite(r["idea"]) for r in rows if "loss" in r) and any("idea" in r for r in rows)
     plain = IdeaTrainer(cfg, tmp_path / "plain", idea=None, data=toy_data)
     assert plain.idea is None and "idea" not in plain.train_step()
+
+
+def test_teacher_panels_show_the_kept_share_and_name_the_ignored_colour():
+    from crossmatch_lite.tutorial.figures import teacher_panels
+
+    images = torch.zeros(2, 1, 4, 4)
+    labels = torch.ones(2, 4, 4, dtype=torch.long)
+    conf = torch.tensor([0.2, 0.6, 0.96, 0.99]).repeat(2, 4, 1)  # per row: 4 columns of confidences
+    fig = teacher_panels(images, labels, labels, conf, [0.5, 0.95], ["bg", "RV"], "t")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[:5] == ["true mask (hidden)", "pseudo-label", "confidence", "c ≥ 0.5: 75 % kept",
+                          "c ≥ 0.95: 50 % kept"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["RV", "ignored (below the threshold)"]
+    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 2  # one colour bar per confidence panel
+
+
+def test_terms_of_two_modes_get_their_own_axes():
+    from crossmatch_lite.tutorial.figures import plot_terms
+
+    terms = {"hard": {"x": 0.5, "kd": 0.4}, "soft": {"x": 0.5, "kd": 0.004}}
+    shared = plot_terms(terms)
+    assert len(shared.axes) == 1 and shared.axes[0].get_xlabel() == "loss value"
+    own = plot_terms(terms, xlabels={"hard": "Dice", "soft": "KL"})
+    assert [ax.get_xlabel() for ax in own.axes] == ["Dice", "KL"]
+    widths = [sorted(p.get_width() for p in ax.patches) for ax in own.axes]
+    assert widths[0] == pytest.approx([0.4, 0.5]) and widths[1] == pytest.approx([0.004, 0.5])  # each its own run

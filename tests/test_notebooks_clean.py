@@ -12,9 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"
-NOTEBOOKS = sorted(NB_DIR.glob("0[0-9]_*.ipynb"))
+NOTEBOOKS = sorted(NB_DIR.glob("0[0-9]*_*.ipynb"))  # 00_x ... 08_x and 04b_x
 SERIES = ("00_quickstart", "01_data", "02_image_perturbations", "03_feature_perturbations",
-          "04_distillation", "05_train", "06_ablations", "07_your_data_your_idea", "08_3d_left_atrium")
+          "04_distillation", "04b_one_iteration_by_hand", "05_train", "06_ablations", "07_your_data_your_idea", "08_3d_left_atrium")
 
 
 def unsynced_pairs(nb_dir: Path) -> list[str]:
@@ -22,7 +22,7 @@ def unsynced_pairs(nb_dir: Path) -> list[str]:
     after a `jupytext --to ipynb` round trip of the .py), with the reason."""
     jupytext = pytest.importorskip("jupytext")
     problems = []
-    for ipynb in sorted(nb_dir.glob("0[0-9]_*.ipynb")):
+    for ipynb in sorted(nb_dir.glob("0[0-9]*_*.ipynb")):
         py = ipynb.with_suffix(".py")
         if not py.exists():
             problems.append(f"{ipynb.name}: no {py.name}")

@@ -29,15 +29,17 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 # The guide's reading order; docs pages not named here follow in alphabetical order.
-GUIDE_ORDER = ("method", "configuration", "training", "data", "3d", "results", "ablations", "speed",
+GUIDE_ORDER = ("method", "glossary", "configuration", "training", "data", "3d", "results", "ablations", "speed",
                "gpu", "notebooks", "reliability", "testing", "citation")
 ROOT_PAGES = ("README.md", "CONTRIBUTING.md")  # staged at the book's root, so docs/x.md -> ../README.md works
 # A link to a notebook of the series (`notebooks/NN_x.ipynb`, or its .py twin) from a guide page.
-_NOTEBOOK_LINK = re.compile(r"\]\(((?:\.\./)?)notebooks/(0[0-9]_[\w-]+)\.(?:ipynb|py)\)")
+_NOTEBOOK_LINK = re.compile(r"\]\(((?:\.\./)?)notebooks/(0[0-9][a-z]?_[\w-]+)\.(?:ipynb|py)\)")
+# The series: 00_x ... 08_x, and a notebook slotted between two numbers with a letter (04b_x).
+SERIES_GLOB = "0[0-9]*_*.ipynb"
 
 
 def notebooks(root: Path) -> list[Path]:
-    return sorted((root / "notebooks").glob("0[0-9]_*.ipynb"))
+    return sorted((root / "notebooks").glob(SERIES_GLOB))
 
 
 def guide_pages(root: Path) -> list[Path]:
@@ -73,7 +75,8 @@ def stage(out: Path, smoke: bool) -> Path:
     (src / "docs").mkdir(parents=True, exist_ok=True)
     names = []
     for nb in notebooks(root):
-        _write_if_changed(src / nb.name, nb.read_bytes())
+        # notebooks/ links the guide as ../docs/x.md; in the book the notebooks sit beside docs/.
+        _write_if_changed(src / nb.name, nb.read_bytes().replace(b"](../docs/", b"](docs/"))
         names.append(nb.stem)
     for stale in set(p.stem for p in src.glob("*.ipynb")) - set(names):
         (src / f"{stale}.ipynb").unlink()

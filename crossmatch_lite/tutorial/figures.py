@@ -115,17 +115,25 @@ def overlay(ax, image, label=None, title: str | None = None, alpha: float = 0.45
     ax.set_axis_off()
 
 
-def class_legend(fig, class_names: Sequence[str]) -> None:
+IGNORED = len(CLASS_COLORS) - 1  # the label value drawn in the "ignored" colour
+
+
+def class_legend(fig, class_names: Sequence[str], ignored: bool = False) -> None:
+    """Foreground class colours (and, with `ignored`, the colour of pixels below the
+    confidence threshold) as one legend row under the figure."""
     from matplotlib.patches import Patch
 
     handles = [Patch(color=CLASS_COLORS[k], label=name) for k, name in enumerate(class_names) if k > 0]
+    if ignored:
+        handles.append(Patch(color=CLASS_COLORS[IGNORED], label="ignored (below the threshold)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
 
 
 def image_grid(panels: Sequence[Sequence[tuple]], title: str, class_names: Sequence[str] | None = None,
-               box_color: str = BOX_COLOR):
+               box_color: str = BOX_COLOR, ignored: bool = False):
     """A grid of overlays. panels[row][col] = (image (C,H,W)|(H,W), label or None, title[, box]),
-    where an optional box (H, W) {0,1} mask is outlined (CutMix boxes)."""
+    where an optional box (H, W) {0,1} mask is outlined (CutMix boxes); `ignored` adds the
+    colour of label value IGNORED to the legend."""
     nrows, ncols = len(panels), max(len(r) for r in panels)
     fig, axes = new_figure(nrows, ncols, figsize=(2.3 * ncols, 2.4 * nrows + (0.4 if class_names else 0)))
     for r, row in enumerate(panels):
@@ -139,7 +147,35 @@ def image_grid(panels: Sequence[Sequence[tuple]], title: str, class_names: Seque
             if len(row[c]) > 3 and row[c][3] is not None and _np(row[c][3]).any():
                 ax.contour(_np(row[c][3]), levels=[0.5], colors=[box_color], linewidths=1.2)
     if class_names:
-        class_legend(fig, class_names)
+        class_legend(fig, class_names, ignored)
+    fig.suptitle(title)
+    return fig
+
+
+def teacher_panels(images, truths, labels, confidences, thresholds: Sequence[float], class_names: Sequence[str],
+                   title: str):
+    """One row per unlabeled image: the image with its true mask (hidden from training),
+    the teacher's pseudo-label, its confidence (with a colour bar), then the pseudo-label
+    kept at each threshold (ignored pixels in their own colour, with the kept share).
+
+    images: (B, C, H, W); truths, labels: (B, H, W) class ids; confidences: (B, H, W) in [0, 1]."""
+    import torch
+
+    ncols = 3 + len(thresholds)
+    fig, axes = new_figure(len(images), ncols, figsize=(2.3 * ncols + 0.6, 2.4 * len(images) + 0.5))
+    for r in range(len(images)):
+        conf = _np(confidences[r])
+        overlay(axes[r][0], images[r], truths[r], "true mask (hidden)")
+        overlay(axes[r][1], images[r], labels[r], "pseudo-label")
+        im = axes[r][2].imshow(conf, cmap="viridis", vmin=0, vmax=1)
+        axes[r][2].set_title("confidence", fontsize=9)
+        axes[r][2].set_axis_off()
+        fig.colorbar(im, ax=axes[r][2], fraction=0.046, pad=0.03)
+        for j, t in enumerate(thresholds):
+            keep = torch.as_tensor(conf >= t)
+            kept = torch.where(keep, torch.as_tensor(_np(labels[r])).long(), IGNORED)
+            overlay(axes[r][3 + j], images[r], kept, f"c ≥ {t:g}: {100 * float(keep.float().mean()):.0f} % kept")
+    class_legend(fig, class_names, ignored=True)
     fig.suptitle(title)
     return fig
 
@@ -325,20 +361,33 @@ def plot_dice_comparison(dice: "pd.DataFrame", title: str = "Test Dice"):  # noq
     for cont in ax.containers:
         ax.bar_label(cont, fmt="%.1f", fontsize=7)
     ax.set(title=title, xlabel="", ylim=(0, 100))
+    # Outside the axes: inside, the legend hides the labels of the tallest bars.
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="run")
     return fig
 
 
-def plot_terms(terms_by_run: dict[str, dict[str, float]], title: str = "Loss terms on one batch"):
-    """Grouped horizontal bars of loss-term values, one colour per run (e.g. hard vs soft)."""
+def plot_terms(terms_by_run: dict[str, dict[str, float]], title: str = "Loss terms on one batch",
+               xlabels: dict[str, str] | None = None):
+    """Horizontal bars of loss-term values. Without `xlabels`: one axis, one colour per run
+    (runs whose values share a unit, e.g. by hand vs crossmatch_step). With `xlabels` (run ->
+    its axis label): one panel per run, each on its own scale (e.g. hard Dice vs soft KL terms)."""
     import pandas as pd
     import seaborn as sns
 
     df = pd.DataFrame(terms_by_run).reset_index(names="term").melt(id_vars="term", var_name="run",
                                                                   value_name="value")
-    fig, axes = new_figure(1, 1, figsize=(7, 0.35 * len(df["term"].unique()) + 1.6))
-    ax = axes[0][0]
-    sns.barplot(data=df, y="term", x="value", hue="run", ax=ax, orient="h")
-    ax.set(title=title, xlabel="loss value", ylabel="")
+    n_terms = len(df["term"].unique())
+    if not xlabels:
+        fig, axes = new_figure(1, 1, figsize=(7, 0.35 * n_terms + 1.6))
+        sns.barplot(data=df, y="term", x="value", hue="run", ax=axes[0][0], orient="h")
+        axes[0][0].set(title=title, xlabel="loss value", ylabel="")
+        return fig
+    fig, axes = new_figure(1, len(terms_by_run), figsize=(4.2 * len(terms_by_run), 0.35 * n_terms + 1.6),
+                           sharey=True)
+    for ax, (run, colour) in zip(axes[0], zip(terms_by_run, sns.color_palette())):
+        sns.barplot(data=df[df["run"] == run], y="term", x="value", ax=ax, orient="h", color=colour)
+        ax.set(title=run, xlabel=xlabels.get(run, "loss value"), ylabel="")
+    fig.suptitle(title)
     return fig
 
 
@@ -374,28 +423,29 @@ def plot_target_bars(targets: dict[str, np.ndarray], class_names: Sequence[str],
 
 # ---------------------------------------------------------------- the loss graph
 def draw_crossmatch_graph(eta: float = 0.3):
-    """The teacher -> student graph of every CrossMatch loss term, as boxes and arrows."""
+    """The teacher -> student graph of every CrossMatch loss term, as boxes and arrows,
+    labelled with the symbols of docs/method.md and notebooks 04 and 04b (matplotlib mathtext)."""
     from matplotlib.patches import FancyBboxPatch
 
-    fig, axes = new_figure(1, 1, figsize=(10, 5.2))
+    fig, axes = new_figure(1, 1, figsize=(10, 5.4))
     ax = axes[0][0]
     nodes = {  # name: (x, y, text, colour)
-        "pw": (0.12, 0.50, "p_w\nclean, weak view\n(teacher)", "#009E73"),
-        "pww": (0.42, 0.82, "p_w^weak\nDropout2d 0.25", "#56B4E9"),
-        "pws": (0.42, 0.18, "p_w^strong\nDropout2d 0.75", "#0072B2"),
-        "ps1": (0.42, 0.50, "p_s1, p_s2\nstrong image views", "#E69F00"),
-        "ps2w": (0.82, 0.82, "p_s2^weak", "#CC79A7"),
-        "ps2s": (0.82, 0.18, "p_s2^strong", "#CC79A7"),
+        "pw": (0.12, 0.50, "$p_w$\nclean, weak view $u^w$\n(teacher)", "#009E73"),
+        "pww": (0.42, 0.82, "$p_w^{0.25}$\nweak stream", "#56B4E9"),
+        "pws": (0.42, 0.18, "$p_w^{0.75}$\nstrong stream", "#0072B2"),
+        "ps1": (0.42, 0.50, "$p_{s_1}, p_{s_2}$\nstrong image views", "#E69F00"),
+        "ps2w": (0.82, 0.82, "$p_{s_2}^{0.25}$", "#CC79A7"),
+        "ps2s": (0.82, 0.18, "$p_{s_2}^{0.75}$", "#CC79A7"),
     }
     for x, y, text, colour in nodes.values():
         ax.add_patch(FancyBboxPatch((x - 0.1, y - 0.07), 0.2, 0.14, boxstyle="round,pad=0.01",
                                     fc=colour, ec="k", alpha=0.35))
-        ax.text(x, y, text, ha="center", va="center", fontsize=8)
+        ax.text(x, y, text, ha="center", va="center", fontsize=9)
     edges = [  # teacher, student, label, style
-        ("pw", "ps1", "L_s1, L_s2", "k"),
-        ("pw", "pww", "a", "#009E73"), ("pw", "pws", "b", "#009E73"),
-        ("pw", "ps2w", "c", "#009E73"), ("pw", "ps2s", "d", "#009E73"),
-        ("pww", "ps2w", "e (cross)", "#D55E00"), ("pws", "ps2s", "f (cross)", "#D55E00"),
+        ("pw", "ps1", "$\\mathcal{L}_{s_1}, \\mathcal{L}_{s_2}$", "k"),
+        ("pw", "pww", "$a$", "#009E73"), ("pw", "pws", "$b$", "#009E73"),
+        ("pw", "ps2w", "$c$", "#009E73"), ("pw", "ps2s", "$d$", "#009E73"),
+        ("pww", "ps2w", "$e$ (cross)", "#D55E00"), ("pws", "ps2s", "$f$ (cross)", "#D55E00"),
     ]
     for t, s, label, colour in edges:
         (x0, y0), (x1, y1) = nodes[t][:2], nodes[s][:2]
@@ -403,14 +453,16 @@ def draw_crossmatch_graph(eta: float = 0.3):
         ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.4))
         frac = 0.62 if t == "pw" and s.startswith("ps2") else 0.5
         mx, my = start[0] + frac * (end[0] - start[0]), start[1] + frac * (end[1] - start[1])
-        ax.text(mx, my + 0.025, label, color=colour, fontsize=9, ha="center", fontweight="bold",
+        ax.text(mx, my + 0.025, label, color=colour, fontsize=10, ha="center", fontweight="bold",
                 bbox=dict(fc="white", ec="none", alpha=0.8, pad=0.5))
-    ax.text(0.5, -0.04, f"L_kd = (1 - eta) (a+b+c+d)/4 + eta (e+f)/2, eta = {eta};   "
-            "L = (L_x + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_kd) / 2", ha="center", fontsize=9)
-    ax.text(0.5, 1.03, "arrows point from teacher (detached, argmax, confidence-masked) to student",
-            ha="center", fontsize=8, style="italic")
+    ax.text(0.5, -0.05, "$\\mathcal{L}_{kd} = (1-\\eta)\\,\\frac{a+b+c+d}{4} + \\eta\\,\\frac{e+f}{2}$, "
+            f"$\\eta = {eta:g}$;   "
+            "$\\mathcal{L} = (\\mathcal{L}_x + 0.25\\,\\mathcal{L}_{s_1} + 0.25\\,\\mathcal{L}_{s_2}"
+            " + 0.5\\,\\mathcal{L}_{kd})\\,/\\,2$", ha="center", fontsize=10)
+    ax.text(0.5, 1.03, "arrows point from teacher (detached, argmax, confidence ≥ τ) to student; "
+            "superscripts: feature-dropout rate", ha="center", fontsize=8, style="italic")
     ax.set_xlim(0, 1)
-    ax.set_ylim(-0.08, 1.08)
+    ax.set_ylim(-0.1, 1.08)
     ax.set_axis_off()
     fig.suptitle("CrossMatch: teacher → student pairs of every unlabeled loss term")
     return fig

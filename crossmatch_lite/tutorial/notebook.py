@@ -26,7 +26,8 @@ from .smoke import scaled, smoke_mode
 # Iterations of each notebook's default run under smoke mode: enough to run every code
 # path (validation included), few enough for CI.
 SMOKE_ITERATIONS = {"00_quickstart": 16, "03_feature_perturbations": 8, "04_distillation": 8,
-                    "05_train": 12, "07_your_data_your_idea": 6, "08_3d_left_atrium": 4}
+                    "04b_one_iteration_by_hand": 8, "05_train": 12, "07_your_data_your_idea": 6,
+                    "08_3d_left_atrium": 4}
 # Under smoke mode, evaluation recomputes BatchNorm statistics from 4 batches instead of 32
 # (the same code path at an eighth of the cost), and training uses one thread: CI runs the
 # notebook's kernel beside pytest on two cores, where two threads each only wait on the other.
