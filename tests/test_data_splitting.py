@@ -1,6 +1,7 @@
 """Split dicts (crossmatch_lite/data/splitting.py): counts of labeled groups, nested seeded
 labeled sets, the four disjoint lists, split files read back, and the checks that keep
 val and test out of training."""
+import inspect
 import json
 import warnings
 
@@ -66,7 +67,7 @@ def test_check_split_refuses_a_group_in_two_lists_and_an_empty_labeled_list(list
 
 
 def test_check_split_names_at_most_five_shared_groups():
-    many = [f"g{i}" for i in range(7)]
+    many = [f"g{i}" for i in range(6)]
     with pytest.raises(DataError, match=r"share \['g0', 'g1', 'g2', 'g3', 'g4'\] \.\.\.: a group"):
         S.check_split(_split(val=many, test=many, labeled=["a"]))
     five = many[:5]
@@ -124,10 +125,26 @@ def test_keep_present_drops_absent_groups_with_one_warning_naming_them():
         assert S.keep_present(_split(), {"a", "b", "c", "d"}, "toy", "the folder") == _split()
 
 
-def test_keep_present_shortens_a_long_list_of_missing_groups():
-    split = _split(unlabeled=[f"u{i}" for i in range(10)])
-    with pytest.warns(UserWarning, match=r"unlabeled: 10 missing \(u0, u1, u2, u3, u4, u5, u6, u7, \.\.\. \(\+2\)\)"):
+def _reader(split):
+    """A dataset reader's one call of keep_present."""
+    return S.keep_present(split, {"a"}, "toy", "here")
+
+
+def test_keep_present_warns_at_the_line_that_asked_for_the_data():
+    """stacklevel: the warning points past keep_present and the reader, at their caller."""
+    with pytest.warns(UserWarning) as caught:
+        line = inspect.currentframe().f_lineno + 1
+        _reader(_split())
+    assert (caught[0].filename, caught[0].lineno) == (__file__, line)
+
+
+@pytest.mark.parametrize("n, listed", [(10, "u0, u1, u2, u3, u4, u5, u6, u7, ... (+2)"),
+                                       (8, "u0, u1, u2, u3, u4, u5, u6, u7")])
+def test_keep_present_shortens_a_long_list_of_missing_groups(n, listed):
+    split = _split(unlabeled=[f"u{i}" for i in range(n)])
+    with pytest.warns(UserWarning) as caught:
         S.keep_present(split, {"a", "c", "d"}, "toy", "here")
+    assert str(caught[0].message).splitlines()[1] == f"  unlabeled: {n} missing ({listed})"
 
 
 def test_slice_indices_split_training_slices_by_their_group():
@@ -141,9 +158,11 @@ def test_require_finite_counts_bad_values_and_ignores_integers():
     S.require_finite(np.ones(3, np.float32), "x", "fix")
     with pytest.raises(DataError, match=r"^x holds 2 non-finite value\(s\) \(NaN or inf\) among 4; fix$"):
         S.require_finite(np.array([1.0, np.nan, np.inf, 0.0]), "x", "fix")
+    with pytest.raises(DataError, match=r"^x holds 1 non-finite"):
+        S.require_finite(np.array([np.nan, 0.0], np.float32), "x", "fix")  # single precision too
 
 
 def test_read_id_list_skips_comments_and_blank_lines(tmp_path, monkeypatch):
-    (tmp_path / "ids.txt").write_text("# header\na  # first\n\n  b\n#c\n")
+    (tmp_path / "ids.txt").write_text("# header\na  # first\n\n  b\n#c\nd#tight\n")
     monkeypatch.setattr(S, "_PACKAGE_SPLITS", tmp_path)
-    assert S.read_id_list("ids") == ["a", "b"]
+    assert S.read_id_list("ids") == ["a", "b", "d"]

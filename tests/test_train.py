@@ -9,7 +9,7 @@ import torch
 
 import crossmatch_lite.train as train_mod
 from crossmatch_lite.__main__ import main
-from crossmatch_lite.config import load_config
+from crossmatch_lite.config import load_config, to_dict
 from crossmatch_lite.crossmatch_step import StepOutput
 from crossmatch_lite.data import Case, SegData, load_data
 from crossmatch_lite.train import RunMismatch, Trainer, TrainingDiverged, train
@@ -207,19 +207,39 @@ def test_checkpoint_is_chosen_on_val_and_test_is_scored_once_after_training(tmp_
     assert "test" in events[last_log:] and "test" not in events[:last_log]
 
     rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    logged = {r["iteration"]: r["val_dice"] for r in rows if "val_dice" in r}
+    rows_by_it = {r["iteration"]: r for r in rows if "val_dice" in r}
+    logged = {it: r["val_dice"] for it, r in rows_by_it.items()}
     assert sorted(logged) == sorted(snapshots) == [6, 12, 18, 24, 30]
+    assert all("val_dice_square" in r and "val_dice_mean" not in r for r in rows if "val_dice" in r)
     val, test = {}, {}
     for it, weights in snapshots.items():
         trainer.model.load_state_dict(weights)
-        val[it] = trainer.evaluate(data.val_cases, model=trainer.model)["dice"]["mean"]
         test[it] = trainer.evaluate(data.test_cases, model=trainer.model)["dice"]["mean"]
+        scores = trainer.evaluate(data.val_cases, model=trainer.model)["dice"]
+        val[it] = scores["mean"]
         assert logged[it] == pytest.approx(val[it], abs=1e-9), it
+        assert rows_by_it[it]["val_dice_square"] == pytest.approx(scores["square"], abs=1e-9)
     best_val, best_test = max(val, key=val.get), max(test, key=test.get)
     assert best_val != best_test, (val, test)  # val and test really disagree
     assert summary["best_iteration"] == best_val
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
-    assert best["iteration"] == best_val
+    assert best["iteration"] == best_val and best["val_dice"] == pytest.approx(val[best_val], abs=1e-9)
+    assert best["config"] == to_dict(cfg) and best["data_fingerprint"] == trainer.fingerprint
     assert all(torch.equal(best["model"][k], v) for k, v in snapshots[best_val].items())
     assert summary["val"]["dice"]["mean"] == pytest.approx(val[best_val], abs=1e-9)
     assert summary["test"]["dice"]["mean"] == pytest.approx(test[best_val], abs=1e-9)
+
+
+def test_a_validation_that_only_ties_keeps_the_earlier_best(tmp_path):
+    """With no square in any val label, every validation scores a val Dice of 0: the first
+    one chose best.pt, and the later ties do not replace it."""
+    data = _disagreeing_data([])
+    for c in data.val_cases:
+        c.label[:] = 0
+    cfg = load_config("configs/supervised.yaml", TINY + ["train.iterations=6", "train.val_every=2",
+                                                        "train.batch_size=4"])
+    summary = train(cfg, tmp_path / "run", data=data)
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_dice"] for r in rows if "val_dice" in r] == [0.0, 0.0, 0.0]
+    assert summary["best_iteration"] == 2
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=False)["iteration"] == 2
