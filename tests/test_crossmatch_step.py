@@ -2,6 +2,7 @@
 no gradient reaches a teacher in either distillation mode."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -241,3 +242,52 @@ def test_unimatch_preset_is_unimatch_loss():
     assert set(out.terms) == {"x", "s1", "s2", "s", "kd", "kd_w_weak"}
     t = out.terms
     assert out.loss.item() == pytest.approx((t["x"] + 0.25 * t["s1"] + 0.25 * t["s2"] + 0.5 * t["kd_w_weak"]) / 2, rel=1e-5)
+
+
+class PixelModel(torch.nn.Module):
+    """Per-pixel logits (-4 f, 4 f) from the first channel f of the features: a pixel's
+    confidence depends on that pixel alone (no BatchNorm), so the test can compute it."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def encode(self, x):
+        return [x * self.w]
+
+    def decode(self, feats):
+        f = feats[0][:, :1]
+        return torch.cat([-4 * f, 4 * f], dim=1)
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
+
+
+def test_a_pixel_whose_confidence_equals_the_threshold_is_kept():
+    """The official code keeps `conf >= thresh`. Half the pixels of u_w have confidence c
+    exactly, the rest more; at threshold c every pixel is kept, exactly as just below c,
+    and the terms differ from those just above c, where only half are kept."""
+    cfg = full_cfg()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(B, 1, S, S, generator=g)
+    y = torch.randint(0, 2, (B, S, S), generator=g)
+    u = torch.where(torch.rand(B, 1, S, S, generator=g) < 0.5, 0.25, 0.5)
+    views = make_unlabeled_views(u, u.clone(), cfg.perturb.image, torch.Generator().manual_seed(1))
+    model = PixelModel()
+    with torch.no_grad():
+        conf = model(views.u_w).softmax(dim=1).amax(dim=1)
+    c = conf[u[:, 0] == 0.25].unique()
+    assert c.numel() == 1 and 0.6 < c.item() < 0.99
+    c32 = np.float32(c.item())
+    below, above = float(np.nextafter(c32, np.float32(0))), float(np.nextafter(c32, np.float32(1)))
+
+    def step(thresh):
+        torch.manual_seed(5)
+        return crossmatch_step(model, x, y, views, plan_from(cfg), thresh)
+
+    at, lo, hi = step(c.item()), step(below), step(above)
+    assert at.mask_ratio == lo.mask_ratio == 1.0
+    assert hi.mask_ratio == pytest.approx((u == 0.5).float().mean().item())
+    assert at.terms == lo.terms
+    for k in ("s1", "s2", "kd_w_weak", "kd_s_weak"):  # strong views and distillation alike
+        assert at.terms[k] != pytest.approx(hi.terms[k], abs=1e-5), k

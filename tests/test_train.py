@@ -1,15 +1,17 @@
 """Training runs end to end: it learns, resumes exactly, stops cleanly on NaN, and
 tells the user what to do when data are missing."""
+import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import crossmatch_lite.train as train_mod
 from crossmatch_lite.__main__ import main
-from crossmatch_lite.config import load_config
+from crossmatch_lite.config import load_config, to_dict
 from crossmatch_lite.crossmatch_step import StepOutput
-from crossmatch_lite.data import load_data
+from crossmatch_lite.data import Case, SegData, load_data
 from crossmatch_lite.train import RunMismatch, Trainer, TrainingDiverged, train
 
 # One fixed thread: the exact-resume test compares weights bit for bit, and the default
@@ -144,3 +146,100 @@ def test_compile_reaches_every_method_the_step_calls(toy_data):
         compiled = getattr(trainer.step_model, name)
         assert getattr(compiled, "_torchdynamo_orig_callable", None) == getattr(trainer.model, name), name
     assert trainer.step_model.head is trainer.model.head  # anything else is the model's
+
+
+
+class _ReadLog(list):
+    """A case list that notes in `events` each time it is read."""
+
+    def __init__(self, cases, name, events):
+        super().__init__(cases)
+        self.name, self.events = name, events
+
+    def __iter__(self):
+        self.events.append(self.name)
+        return super().__iter__()
+
+
+def _squares(n, seed, size=32):
+    """n images (1, size, size) of a bright square on a dark noisy ground, and its mask."""
+    g = np.random.default_rng(seed)
+    images = g.uniform(0.0, 0.3, (n, 1, size, size)).astype(np.float32)
+    labels = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        y0, x0 = g.integers(0, size // 2, 2)
+        labels[i, y0:y0 + size // 3, x0:x0 + size // 3] = 1
+    images[:, 0][labels == 1] += 0.6
+    return images, labels
+
+
+def _disagreeing_data(events):
+    """A 2-class set whose test cases are the val images with the masks inverted: the
+    better a checkpoint is on val, the worse it is on test."""
+    images, labels = _squares(16, seed=0)
+    v_img, v_lab = _squares(4, seed=1)
+    val = [Case(f"v{i}", v_img[2 * i:2 * i + 2], v_lab[2 * i:2 * i + 2], None) for i in range(2)]
+    test = [Case(f"t{i}", c.image, 1 - c.label, None) for i, c in enumerate(val)]
+    split = {"dataset": "squares", "labeled": [f"s{i}" for i in range(16)], "unlabeled": [],
+             "val": ["v0", "v1"], "test": ["t0", "t1"]}
+    return SegData("squares", 2, 1, ["background", "square"], images.astype(np.float16), labels,
+                   np.arange(16), np.arange(0), _ReadLog(val, "val", events), _ReadLog(test, "test", events), split)
+
+
+def test_checkpoint_is_chosen_on_val_and_test_is_scored_once_after_training(tmp_path):
+    """best.pt is the validation with the highest val Dice, whatever test says; every
+    logged val Dice is that of val; test is read only after the last validation, and the
+    summary's val and test are those of best.pt."""
+    events = []
+    data = _disagreeing_data(events)
+    cfg = load_config("configs/supervised.yaml", TINY + ["train.iterations=30", "train.val_every=6",
+                                                        "train.batch_size=4", "train.lr=0.05"])
+    snapshots = {}
+
+    def on_log(row):
+        if "val_dice" in row:
+            events.append("logged")
+            snapshots[row["iteration"]] = copy.deepcopy(trainer.model.state_dict())
+
+    trainer = Trainer(cfg, tmp_path / "run", data=data, on_log=on_log)
+    summary = trainer.run()
+    last_log = len(events) - events[::-1].index("logged")
+    assert "test" in events[last_log:] and "test" not in events[:last_log]
+
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows_by_it = {r["iteration"]: r for r in rows if "val_dice" in r}
+    logged = {it: r["val_dice"] for it, r in rows_by_it.items()}
+    assert sorted(logged) == sorted(snapshots) == [6, 12, 18, 24, 30]
+    assert all("val_dice_square" in r and "val_dice_mean" not in r for r in rows if "val_dice" in r)
+    val, test = {}, {}
+    for it, weights in snapshots.items():
+        trainer.model.load_state_dict(weights)
+        test[it] = trainer.evaluate(data.test_cases, model=trainer.model)["dice"]["mean"]
+        scores = trainer.evaluate(data.val_cases, model=trainer.model)["dice"]
+        val[it] = scores["mean"]
+        assert logged[it] == pytest.approx(val[it], abs=1e-9), it
+        assert rows_by_it[it]["val_dice_square"] == pytest.approx(scores["square"], abs=1e-9)
+    best_val, best_test = max(val, key=val.get), max(test, key=test.get)
+    assert best_val != best_test, (val, test)  # val and test really disagree
+    assert summary["best_iteration"] == best_val
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    assert best["iteration"] == best_val and best["val_dice"] == pytest.approx(val[best_val], abs=1e-9)
+    assert best["config"] == to_dict(cfg) and best["data_fingerprint"] == trainer.fingerprint
+    assert all(torch.equal(best["model"][k], v) for k, v in snapshots[best_val].items())
+    assert summary["val"]["dice"]["mean"] == pytest.approx(val[best_val], abs=1e-9)
+    assert summary["test"]["dice"]["mean"] == pytest.approx(test[best_val], abs=1e-9)
+
+
+def test_a_validation_that_only_ties_keeps_the_earlier_best(tmp_path):
+    """With no square in any val label, every validation scores a val Dice of 0: the first
+    one chose best.pt, and the later ties do not replace it."""
+    data = _disagreeing_data([])
+    for c in data.val_cases:
+        c.label[:] = 0
+    cfg = load_config("configs/supervised.yaml", TINY + ["train.iterations=6", "train.val_every=2",
+                                                        "train.batch_size=4"])
+    summary = train(cfg, tmp_path / "run", data=data)
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_dice"] for r in rows if "val_dice" in r] == [0.0, 0.0, 0.0]
+    assert summary["best_iteration"] == 2
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=False)["iteration"] == 2
