@@ -193,7 +193,7 @@ predictor = Predictor.from_run(runs["crossmatch"].out)
 failed = predict_files(predictor, files, ctx.out / "unseen_masks", overlay=True, progress=False)
 fig, axes = plt.subplots(2, len(files[:4]), figsize=(3 * len(files[:4]), 6), squeeze=False)
 for j, f in enumerate(files[:4]):
-    image, _ = read_input(f, predictor.spatial_dims)
+    image, _ = read_input(f, predictor.dims)
     mask = predictor(image)
     z = len(mask) // 2
     axes[0, j].imshow(image[z].transpose(1, 2, 0).squeeze(), cmap="gray")

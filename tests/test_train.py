@@ -224,7 +224,7 @@ def test_checkpoint_is_chosen_on_val_and_test_is_scored_once_after_training(tmp_
     assert summary["best_iteration"] == best_val
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
     assert best["iteration"] == best_val and best["val_dice"] == pytest.approx(val[best_val], abs=1e-9)
-    assert best["config"] == to_dict(cfg) and best["data_fingerprint"] == trainer.fingerprint
+    assert best["config"] == to_dict(cfg) and best["data_fingerprint"] == trainer.folder.fingerprint
     assert all(torch.equal(best["model"][k], v) for k, v in snapshots[best_val].items())
     assert summary["val"]["dice"]["mean"] == pytest.approx(val[best_val], abs=1e-9)
     assert summary["test"]["dice"]["mean"] == pytest.approx(test[best_val], abs=1e-9)
