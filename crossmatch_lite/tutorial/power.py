@@ -25,7 +25,7 @@ import sys
 import numpy as np
 from scipy import stats
 
-from .results import read_results
+from .results import read_results, t_half_width
 
 
 def paired_sd(a: dict[int, float], b: dict[int, float]) -> tuple[int, float | None]:
@@ -37,7 +37,7 @@ def paired_sd(a: dict[int, float], b: dict[int, float]) -> tuple[int, float | No
 
 def shown(sd: float, n: int) -> float:
     """Half-width of the 95 % t interval of a mean of n paired differences with sd `sd`."""
-    return float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))
+    return t_half_width(sd, n)
 
 
 def detectable(sd: float, n: int, power: float = 0.8) -> float:

@@ -181,13 +181,18 @@ def _values(row: dict, key: str) -> list:
     return [r[key] for r in row["runs"] if r.get(key) is not None]
 
 
+def t_half_width(sd: float, n: int) -> float:
+    """Half-width of the 95 % t interval of a mean of n values with standard deviation sd."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))
+
+
 def paired_delta(row: dict, key: str, rows: list[dict], baseline: str | dict | None) -> list | None:
     """Mean paired difference to the baseline's run of the same seed, with a 95 % t interval.
 
     `baseline` is the header's: one label for every row, or {label: its baseline's label}
     (e.g. CrossMatch at 10 % against supervised at 10 %)."""
-    from scipy import stats
-
     if isinstance(baseline, dict):
         baseline = baseline.get(row["label"])
     base = next((r for r in rows if r["label"] == baseline and r.get("checkpoint") == row["checkpoint"]
@@ -198,7 +203,7 @@ def paired_delta(row: dict, key: str, rows: list[dict], baseline: str | dict | N
     diffs = [r[key] - theirs[r["seed"]] for r in row["runs"] if theirs.get(r["seed"]) is not None]
     if len(diffs) < 2:
         return [float(np.mean(diffs)), None, None] if diffs else None
-    d, half = np.mean(diffs), stats.t.ppf(0.975, len(diffs) - 1) * np.std(diffs, ddof=1) / np.sqrt(len(diffs))
+    d, half = np.mean(diffs), t_half_width(float(np.std(diffs, ddof=1)), len(diffs))
     return [float(d), float(d - half), float(d + half)]
 
 
