@@ -65,7 +65,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .bench_step import cpu_model
+from .bench_step import cpu_flags, cpu_model
 from .official import checkout_commit, official_code
 from .timing import cpu_seconds, run_side_process, window
 
@@ -239,7 +239,6 @@ def run_ours(official: Path, size: int, batch: int, amp: str, warmup: int, itera
     import torch
 
     from crossmatch_lite.config import load_config
-    from crossmatch_lite.run.runtime import uses_bf16
     from crossmatch_lite.train import Trainer
 
     root = (official / "ACDC" / DATA).resolve()
@@ -258,7 +257,7 @@ def run_ours(official: Path, size: int, batch: int, amp: str, warmup: int, itera
         out = window(times, cpu0, cpu_seconds(), load0, os.getloadavg())
         out.update(pss_mb=tree_pss_mb(), peak_rss_main_mb=peak_rss_mb(), peak_gpu_mb=peak_gpu_mb(device),
                    params=sum(p.numel() for p in trainer.model.parameters()), amp=amp,
-                   bf16=uses_bf16(trainer.device, cfg.train), torch_threads=torch.get_num_threads())
+                   bf16=trainer.bf16, precision=trainer.precision_why, torch_threads=torch.get_num_threads())
     return out
 
 
@@ -381,7 +380,8 @@ def main(argv=None) -> None:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: torch sees no CUDA GPU here; use --device cpu")
-    res = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "device": args.device,
+    res = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "torch": torch.__version__,
+           "device": args.device,
            "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
            "python": platform.python_version(), "official_commit": checkout_commit(args.official),
            "commit": checkout_commit(ROOT), "batch": args.batch, "size": args.size, "threads": args.threads,

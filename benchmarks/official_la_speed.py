@@ -51,7 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .bench_step import cpu_model
+from .bench_step import cpu_flags, cpu_model
 from .official import checkout_commit, hand_in_vnet, official_code
 from .timing import cpu_seconds, run_side_process, window
 
@@ -155,7 +155,6 @@ def run_ours(data: Path, warmup: int, iterations: int) -> dict:
 
     from crossmatch_lite.config import load_config
     from crossmatch_lite.data import load_data
-    from crossmatch_lite.run.runtime import uses_bf16
     from crossmatch_lite.train import Trainer
 
     cfgs = {k: load_config(CONFIG, [f"data.root={data.resolve()}", "train.threads=1", f"train.amp={amp}",
@@ -182,7 +181,7 @@ def run_ours(data: Path, warmup: int, iterations: int) -> dict:
         r = window(times[k], {"main": 0.0, "children": 0.0}, {"main": cpu[k], "children": 0.0}, load0, load1)
         r.update(patch=list(t.cfg.data.patch), downsample=t.cfg.data.downsample, amp=AMPS[k],
                  params=sum(p.numel() for p in t.model.parameters()),
-                 bf16=uses_bf16(t.device, t.cfg.train), torch_threads=torch.get_num_threads())
+                 bf16=t.bf16, precision=t.precision_why, torch_threads=torch.get_num_threads())
         out[k] = r
     return out
 
@@ -240,7 +239,7 @@ def main(argv=None) -> None:
 
     import torch
 
-    res = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+    res = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "torch": torch.__version__,
            "python": platform.python_version(), "official_commit": checkout_commit(args.official),
            "commit": checkout_commit(ROOT),
            "warmup": args.warmup, "iterations": args.iterations, "patch": list(PATCH), "n_filters": N_FILTERS,

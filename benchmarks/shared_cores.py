@@ -32,7 +32,7 @@ import torch
 
 from crossmatch_lite.run.runtime import available_cores
 
-from .bench_step import cpu_model
+from .bench_step import cpu_flags, cpu_model
 
 
 def _spin(stop) -> None:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                          "mean_s_per_iteration": round(t["mean"], 3), "threads_logged": t["threads"]})
             print(f"{busy} busy core(s), {name:30s}: {t['median']:.3f} s/iteration (median; mean {t['mean']:.3f}, "
                   f"threads {t['threads']})", flush=True)
-    result = {"cpu": cpu_model(), "cores": cores, "torch": torch.__version__,
+    result = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": cores, "torch": torch.__version__,
               "iterations": args.iterations, "size": args.size, "batch": args.batch, "rows": rows}
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -39,7 +39,7 @@ from .models import build_model
 from .run.checkpoints import load_checkpoint, load_weights
 from .run.folder import RESUME_FREE_KEYS, RunFolder, RunLocked, RunMismatch, TrainingDiverged
 from .run.runtime import (FreeCores, autocast_for, available_cores, configure_threads, memory_bytes,
-                          pick_device, seed_everything, step_memory_bytes, use_channels_last)
+                          pick_device, precision, seed_everything, step_memory_bytes, use_channels_last)
 from .run.sampling import EpochSampler
 from .run.tensorboard import NoBoard, open_board
 from .switches import contradiction_warning
@@ -215,6 +215,16 @@ def evaluate_weights(trainer: "Trainer", weights: dict) -> dict:
     return evaluations
 
 
+def _run_folder(run_dir: str | Path, which: str) -> Path:
+    """The run folder that Trainer.from_run reloads, refused in one line if it is none."""
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise RunRefused(f"{run} is not a run folder (no config.yaml); pass the --out of a `train` run")
+    if which not in ("best", "latest"):
+        raise ValueError(f"which={which!r}: choose 'best' or 'latest'")
+    return run
+
+
 class Trainer:
     """One run: `Trainer(cfg, out_dir).run()` trains into `out_dir` (or resumes it, or returns its
     summary if finished); notebooks call `next_batch`, `train_step`, `evaluate` one at a time."""
@@ -237,6 +247,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_model = CompiledSteps(self.model) if t.compile else self.model
         self.opt = make_optimizer(cfg, self.model.parameters())
+        self.bf16, self.precision_why = precision(self.device, t)  # what amp=auto chose, and why
         self.autocast = autocast_for(self.device, t)
         self.samplers = make_samplers(self.data, self.plan, t)
         self.aug_gen = torch.Generator().manual_seed(t.seed + 3)
@@ -257,11 +268,7 @@ class Trainer:
         evaluate, the notebooks, predictions and the ablation report all come here, so
         they all score and picture the model the run's summary scored. The run's own
         split.json is used unless `data` or an override says otherwise."""
-        run = Path(run_dir)
-        if not (run / "config.yaml").is_file():
-            raise RunRefused(f"{run} is not a run folder (no config.yaml); pass the --out of a `train` run")
-        if which not in ("best", "latest"):
-            raise ValueError(f"which={which!r}: choose 'best' or 'latest'")
+        run = _run_folder(run_dir, which)
         state = load_checkpoint(run / f"{which}.pt", "cpu")  # a bad checkpoint is refused before any data is read
         split = [f"data.split_file={run / 'split.json'}"] if data is None and (run / "split.json").is_file() else []
         cfg = load_config(run / "config.yaml", [*split, *overrides, "train.progress=false"])
@@ -302,6 +309,8 @@ class Trainer:
         # as the folder did for metrics.jsonl.
         self.board = open_board(t.tensorboard, self.out, self.iteration + 1, self.data.val_cases,
                                 self.views.dims.volumetric)
+        if t.progress:
+            print(settings_line(self), file=sys.stderr)
         bar = tqdm(total=t.iterations, initial=self.iteration, disable=not t.progress,
                    desc=f"{self.cfg.preset} on {self.cfg.data.name}", dynamic_ncols=True,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
@@ -495,13 +504,22 @@ def restore_loop(trainer: Trainer, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
+def settings_line(trainer: Trainer) -> str:
+    """What the run computes in, e.g. "bf16 autocast (train.amp=auto: this CPU has native bf16
+    (AVX512-BF16)), channels-last on": a run's speed depends on it more than on anything else."""
+    t = trainer
+    return (f"{'bf16 autocast' if t.bf16 else 'fp32'} ({t.precision_why}), "
+            f"channels-last {'on' if t.channels_last else 'off'}")
+
+
 def summary_head(trainer: Trainer) -> dict:
     """The entries every summary starts with, finished or stopped."""
     t = trainer
     return {"preset": t.cfg.preset, "dataset": t.cfg.data.name, "labeled": t.cfg.data.labeled,
             "iterations": t.iteration, "best_iteration": t.best_iteration,
             "train_seconds": round(t.seconds, 1), "train_cpu_seconds": round(t.cpu_seconds, 1),
-            "device": str(t.device)}
+            "device": str(t.device), "precision": "bf16" if t.bf16 else "fp32", "precision_why": t.precision_why,
+            "channels_last": t.channels_last}
 
 
 def train(cfg: Config, out_dir: str | Path, data: SegData | None = None,

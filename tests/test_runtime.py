@@ -1,4 +1,5 @@
-"""CPU threads follow the cores other processes leave free (train.threads=0)."""
+"""CPU threads follow the cores other processes leave free (train.threads=0); train.amp=auto
+takes bf16 exactly where the CPU has native bf16, and says so."""
 import json
 
 import pytest
@@ -69,8 +70,40 @@ def test_a_run_with_threads_0_logs_its_thread_count(tmp_path):
     sets = ["data.name=toy_acdc", "data.size=32", "train.batch_size=2", "train.progress=false",
             "model.channels=[4,8,16,32,64]", "eval.distances=false", "train.log_every=1",
             "train.iterations=2", "train.val_every=2", "train.tensorboard=false", "eval.precise_bn_batches=0"]
-    train(load_config("configs/supervised.yaml", sets), tmp_path / "auto")
-    train(load_config("configs/supervised.yaml", [*sets, "train.threads=1"]), tmp_path / "one")
+    auto = train(load_config("configs/supervised.yaml", sets), tmp_path / "auto")
+    one = train(load_config("configs/supervised.yaml", [*sets, "train.threads=1", "train.amp=off"]), tmp_path / "one")
     rows = lambda run: [json.loads(ln) for ln in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
     assert all(1 <= r["threads"] <= runtime.available_cores() for r in rows("auto") if "loss" in r)
     assert not any("threads" in r for r in rows("one"))  # a fixed count is in config.yaml
+    # What amp resolved to is in the summary, with its reason.
+    bf16, why = runtime.precision(torch.device("cpu"), load_config("configs/supervised.yaml", sets).train)
+    assert (auto["precision"], auto["precision_why"]) == ("bf16" if bf16 else "fp32", why)
+    assert (one["precision"], one["precision_why"]) == ("fp32", "train.amp=off")
+    assert auto["channels_last"] is True
+
+
+@pytest.mark.parametrize("flags, bf16, named", [
+    ({"avx2", "avx512f"}, False, "no native bf16"),        # AVX-512F alone: bf16 is emulated
+    ({"avx2"}, False, "no native bf16"),
+    ({"avx512f", "avx512_bf16"}, True, "AVX512-BF16"),
+    ({"avx512f", "avx512_bf16", "amx_bf16"}, True, "AVX512-BF16, AMX"),
+    (set(), False, "no native bf16"),                       # no /proc/cpuinfo (macOS, Windows)
+])
+def test_amp_auto_takes_bf16_only_on_cpus_with_native_bf16(monkeypatch, flags, bf16, named):
+    from crossmatch_lite.config import TrainConfig
+    monkeypatch.setattr(runtime, "cpu_info", lambda: ("a CPU", flags))
+    got, why = runtime.precision(torch.device("cpu"), TrainConfig(amp="auto"))
+    assert got is bf16 and named in why and why.startswith("train.amp=auto")
+    assert isinstance(runtime.autocast_for(torch.device("cpu"), TrainConfig(amp="auto")), torch.autocast) is bf16
+    # An explicit choice is kept whatever the CPU.
+    assert runtime.precision(torch.device("cpu"), TrainConfig(amp="bf16")) == (True, "train.amp=bf16")
+    assert runtime.precision(torch.device("cpu"), TrainConfig(amp="off")) == (False, "train.amp=off")
+
+
+def test_the_machine_line_names_the_bf16_instructions(monkeypatch):
+    from crossmatch_lite.tutorial.results import machine
+    monkeypatch.setattr(runtime, "available_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "cpu_info", lambda: ("Intel(R) Xeon(R)", {"avx512f", "avx512_bf16", "amx_bf16"}))
+    assert machine() == "Intel(R) Xeon(R) (AVX512-BF16, AMX), 2 cores"
+    monkeypatch.setattr(runtime, "cpu_info", lambda: ("AMD EPYC", {"avx512f"}))
+    assert machine() == "AMD EPYC (no AVX512-BF16, no AMX), 2 cores"

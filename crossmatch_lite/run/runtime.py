@@ -141,25 +141,46 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 arithmetic instructions (AVX512-BF16 or AMX); elsewhere bf16
-    is emulated and slower than fp32."""
+# bf16 instructions of x86 CPUs: with either, oneDNN runs bf16 convolutions natively; without
+# them it emulates bf16, which is slower than fp32 (docs/speed.md measures both kinds).
+NATIVE_BF16_FLAGS = {"avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX"}
+
+
+def cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and feature flags as /proc/cpuinfo lists them; ("", set()) where
+    there is no such file (macOS, Windows)."""
     try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
+        lines = open("/proc/cpuinfo").read().splitlines()
     except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+        return "", set()
+
+    def first(key: str) -> str:
+        return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith(key)), "")
+    return first("model name"), set(first("flags").split())
 
 
-def uses_bf16(device: torch.device, cfg: TrainConfig) -> bool:
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 arithmetic instructions (AVX512-BF16 or AMX)."""
+    return bool(NATIVE_BF16_FLAGS.keys() & cpu_info()[1])
+
+
+def precision(device: torch.device, cfg: TrainConfig) -> tuple[bool, str]:
+    """(bf16 autocast or not, the reason in words): what `train.amp` resolves to on `device`.
+    auto takes bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere."""
     if cfg.amp != "auto":
-        return cfg.amp == "bf16"
-    return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+        return cfg.amp == "bf16", f"train.amp={cfg.amp}"
+    if device.type == "cuda":
+        return True, "train.amp=auto on CUDA"
+    if device.type != "cpu":
+        return False, f"train.amp=auto: fp32 on {device.type}"
+    have = [label for flag, label in NATIVE_BF16_FLAGS.items() if flag in cpu_info()[1]]
+    if have:
+        return True, f"train.amp=auto: this CPU has native bf16 ({', '.join(have)})"
+    return False, "train.amp=auto: this CPU has no native bf16 (no AVX512-BF16 or AMX), so fp32"
 
 
 def autocast_for(device: torch.device, cfg: TrainConfig):
-    use = uses_bf16(device, cfg)
+    use = precision(device, cfg)[0]
     if not use:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -442,19 +442,12 @@ def machine() -> str:
     so CPU times compare only between machines that agree on both."""
     import platform
 
-    from ..run.runtime import available_cores
+    from ..run.runtime import NATIVE_BF16_FLAGS, available_cores, cpu_info
 
-    model, flags = platform.processor(), set()
-    try:
-        info = Path("/proc/cpuinfo").read_text().splitlines()
-        model = next(ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name"))
-        flags = set(next(ln.split(":", 1)[1] for ln in info if ln.startswith("flags")).split())
-    except (OSError, StopIteration):
-        pass
-    has = [("" if name in flags else "no ") + label
-           for name, label in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX"))]
+    model, flags = cpu_info()
+    has = [("" if name in flags else "no ") + label for name, label in NATIVE_BF16_FLAGS.items()]
     bf16 = f" ({', '.join(has)})" if flags else ""
-    return f"{model or 'unknown CPU'}{bf16}, {available_cores()} cores"
+    return f"{model or platform.processor() or 'unknown CPU'}{bf16}, {available_cores()} cores"
 
 
 def git_commit() -> str | None:
