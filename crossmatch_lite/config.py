@@ -187,7 +187,9 @@ class TrainConfig:
                        "re-checked every 5 s; N: exactly N (bitwise-repeatable runs)", NONNEG)
     val_every: int = knob(500, "iterations between validations (each saves latest.pt)", COUNT)
     log_every: int = knob(10, "iterations between rows of metrics.jsonl", COUNT)
-    amp: Literal["auto", "bf16", "off"] = knob("auto", "bf16 autocast; auto: on CUDA and on CPUs with native bf16")
+    amp: Literal["auto", "bf16", "off"] = knob(
+        "auto", "bf16 autocast; auto: on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX), else fp32; "
+        "summary.json records the choice")
     channels_last: Literal["auto", "on", "off"] = knob("auto", "NHWC memory layout for 2D; auto: on for CUDA and CPU")
     compile: bool = knob(False, "torch.compile the model for the training step")
     progress: bool = knob(True, "show a progress bar")
