@@ -1,8 +1,9 @@
 """The views of one iteration (crossmatch_lite/views/__init__.py): make_unlabeled_views
 composes the family modules in the order its docstring states, for 2D images and 3D
 volumes, with a second source batch and with the batch rolled by one. Exact resume
-depends on that order, and the official ACDC replay (tests/test_official_replay.py) hands
-in the official script's views and boxes in that call order."""
+depends on that order; the resume tests run the same code on both sides and the official
+ACDC replay (tests/test_official_replay.py) keeps its views and boxes in separate
+queues, so neither notices the views and boxes drawn in another order: this test does."""
 from __future__ import annotations
 
 import pytest

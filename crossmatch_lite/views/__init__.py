@@ -132,10 +132,10 @@ def make_unlabeled_views(u_w: torch.Tensor, m_w: torch.Tensor | None, cfg: Image
 
     Random draws, all from `gen`, for each strong view in turn: the strong view of u
     (photometric.py), its box (mixing.py; nothing drawn with cutmix off), the strong view
-    of m (when there is one and cutmix is on). A run resumes exactly only if this order
-    stays, and the official ACDC replay hands in the official script's recorded views and
-    boxes in this call order (in place of photometric.strong_view_2d and
-    mixing.cutmix_boxes_2d)."""
+    of m (when there is one and cutmix is on). A checkpoint resumes exactly only if this
+    order stays (tests/test_views.py holds it), and the official ACDC replay hands in the
+    official script's recorded views and boxes, one per call of
+    photometric.strong_view_2d and mixing.cutmix_boxes_2d, in this call order."""
     views = views or views_for(Dims.of_tensor(u_w).spatial_dims, u_w.shape[2:])
     n_views = cfg.strong_views if cfg.enabled else 0
     b = u_w.shape[0]

@@ -32,8 +32,10 @@ Random draws, all from the generator handed in, in this order:
 Exact resume depends on this order: a checkpoint stores the generator's state, and the
 resumed run equals the uninterrupted one only if it draws the same numbers in the same
 order as the code that wrote it; a seed's recorded results depend on it in the same way.
-The official replays hand the step the official script's recorded weak views, so they
-do not run these draws (the ACDC and LA replays start from the weak views).
+The resume tests run the same code on both sides and would not notice a new order:
+tests/test_views_geometric.py re-makes these draws one by one and is what fails.
+The official ACDC and LA replays start from the official script's recorded weak views,
+so they do not run these draws.
 """
 from __future__ import annotations
 

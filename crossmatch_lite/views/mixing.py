@@ -29,11 +29,14 @@ number is drawn at all:
 Exact resume depends on this order: a checkpoint stores the generator's state, and the
 resumed run equals the uninterrupted one only if it draws the same numbers in the same
 order as the code that wrote it; a seed's recorded results depend on it in the same way.
+The resume tests run the same code on both sides and would not notice a new order:
+tests/test_views_mixing.py re-makes these draws one by one and is what fails.
 The official ACDC replay (tests/test_official_replay.py) puts the official script's
-recorded boxes in place of `cutmix_boxes_2d`, by that name, and hands them out in the
-order make_unlabeled_views calls it: keep the name. The official LA replay hands the
-step its recorded boxes directly; tests/test_views_mixing.py re-draws the official LA
-boxes from these draws in this order.
+recorded boxes in place of `cutmix_boxes_2d`, by that name, and hands out one per call
+in the order make_unlabeled_views calls it (box 1, then box 2): keep the name and the
+calls; the draws inside are replaced, so the replay does not check them. The official
+LA replay hands the step its recorded boxes directly; tests/test_views_mixing.py
+re-draws the official LA boxes from these draws in this order.
 """
 from __future__ import annotations
 

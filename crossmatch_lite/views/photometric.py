@@ -34,10 +34,14 @@ Random draws, all from the generator handed in, in this order:
 Exact resume depends on this order: a checkpoint stores the generator's state, and the
 resumed run equals the uninterrupted one only if it draws the same numbers in the same
 order as the code that wrote it; a seed's recorded results depend on it in the same way.
+The resume tests run the same code on both sides and would not notice a new order:
+tests/test_views_photometric.py re-makes these draws one by one and is what fails.
 The official ACDC replay (tests/test_official_replay.py) puts the official script's
-recorded strong views in place of `strong_view_2d`, by that name, and hands them out in
-the order make_unlabeled_views calls it: keep the name and the signature (u, cfg, gen).
-The official LA replay hands the step its recorded strong views directly.
+recorded strong views in place of `strong_view_2d`, by that name and signature (u, cfg,
+gen), and hands out one per call in the order make_unlabeled_views calls it for each
+input (s1's, then s2's): keep the name, the signature and the calls; the draws inside
+are replaced, so the replay does not check them. The official LA replay hands the step
+its recorded strong views directly, without these draws.
 """
 from __future__ import annotations
 
