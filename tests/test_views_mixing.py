@@ -10,7 +10,8 @@ the official sampler's.
     (sides w = (V/r)^(1/3), h = (V*r)^(1/3), d = V^(1/3); corners x in [0, X - w),
     y in [0, Y - h), z in [0, Z - d); written mask[z:z+d, y:y+h, x:x+w] for "official",
     mask[x:x+w, y:y+h, z:z+d] for "clean"), with probability cutmix_p and a volume within
-    cutmix_area of the patch.
+    cutmix_area of the patch, from the same draws and no other;
+  * with cutmix off, neither form draws anything.
 """
 from __future__ import annotations
 
@@ -148,8 +149,10 @@ def extents(mask: np.ndarray) -> tuple[int, int, int] | None:
 def test_cutmix_boxes_are_the_official_boxes_axis_by_axis(axes, patch, cutmix_p):
     cfg = la_image_cfg(cutmix_box_axes=axes, cutmix_p=cutmix_p)
     n = 300
-    boxes = mixing.cutmix_boxes_3d(n, patch, cfg, torch.Generator().manual_seed(5))
-    expected = official_boxes(n, patch, cfg, torch.Generator().manual_seed(5), axes)
+    ours, theirs = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    boxes = mixing.cutmix_boxes_3d(n, patch, cfg, ours)
+    expected = official_boxes(n, patch, cfg, theirs, axes)
+    assert torch.equal(ours.get_state(), theirs.get_state())  # the same draws, nothing else
     assert boxes.shape == (n, *patch)
     for i in range(n):
         assert np.array_equal(boxes[i].numpy(), expected[i]), f"sample {i}: not the official box"
