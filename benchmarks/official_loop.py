@@ -1,5 +1,5 @@
 """The official ACDC CutMix box sampler, restated: the statement the batch-wise sampler of
-`crossmatch_lite.views` is compared with (tests/test_views2d.py).
+`crossmatch_lite.views.mixing` is compared with (tests/test_views_mixing.py).
 
 Written from a description of the official ACDC dataset code (AiEson/CrossMatch), not
 copied from it. It draws from Python's `random` and NumPy's

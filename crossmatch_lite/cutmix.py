@@ -1,7 +1,7 @@
 """CutMix's one operation, shared by the views (pasting images) and the step (pasting
 teachers' logits into the pseudo-labels): inside a box, take the other tensor's values.
 
-Boxes are drawn with the views (`views.views2d.cutmix_boxes`, `views.views3d.cutmix_boxes`);
+Boxes are drawn with the views (`views.mixing.cutmix_boxes_2d`, `views.mixing.cutmix_boxes_3d`);
 the step only pastes, so it needs nothing else from the augmentation code.
 """
 from __future__ import annotations

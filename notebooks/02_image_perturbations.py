@@ -48,9 +48,10 @@
 # `quantize_8bit` does the same rounding, so that teacher and students see the images the
 # official code sees.
 #
-# All of it comes from `crossmatch_lite.views.views2d` and `crossmatch_lite.cutmix`. To
-# show the box-mixed pseudo-labels without a trained model, the (hidden) toy masks stand in
-# for the teacher's prediction here.
+# All of it comes from `crossmatch_lite.views`, one module per family (`geometric.py`: the
+# weak view and the 8-bit rounding; `photometric.py`: the strong views; `mixing.py`: the
+# boxes), and `crossmatch_lite.cutmix`. To show the box-mixed pseudo-labels without a
+# trained model, the (hidden) toy masks stand in for the teacher's prediction here.
 
 # %% tags=["parameters"]
 dataset = "toy_acdc"  # toy_acdc | toy_isic | acdc | isic2018 | folder
@@ -102,10 +103,11 @@ print(ip)
 from crossmatch_lite.tutorial import figures
 from crossmatch_lite.views import make_unlabeled_views
 from crossmatch_lite.cutmix import paste
-from crossmatch_lite.views.views2d import quantize_8bit, strong_view, weak_view
+from crossmatch_lite.views.geometric import quantize_8bit, weak_view_2d
+from crossmatch_lite.views.photometric import strong_view_2d
 
-u_w, y_w = weak_view(u, y_u, gen)
-m_w, y_mw = weak_view(m, y_m, gen)
+u_w, y_w = weak_view_2d(u, y_u, gen)
+m_w, y_mw = weak_view_2d(m, y_m, gen)
 u_w, m_w = quantize_8bit(u_w), quantize_8bit(m_w)  # as the trainer does: an 8-bit image
 panels = [[(u[i], y_u[i], "original") for i in range(n_images)],
           [(u_w[i], y_w[i], "weak view u_w") for i in range(n_images)]]
@@ -168,8 +170,8 @@ def g():
     return torch.Generator().manual_seed(seed + 1)
 
 
-jitter = strong_view(img, only(blur=False, jitter_p=1.0), g())
-blur = strong_view(img, only(color_jitter=False, blur_p=1.0, blur_sigma=[1.5, 2.0]), g())
+jitter = strong_view_2d(img, only(blur=False, jitter_p=1.0), g())
+blur = strong_view_2d(img, only(color_jitter=False, blur_p=1.0, blur_sigma=[1.5, 2.0]), g())
 cut = make_unlabeled_views(img, m_w[:1], only(color_jitter=False, blur=False, cutmix_p=1.0, strong_views=1), g())
 row = [(img[0], None, "weak view"), (jitter[0], None, "colour jitter"), (blur[0], None, "blur"),
        (cut.strong[0][0], None, "CutMix", cut.boxes[0][0])]

@@ -114,7 +114,7 @@ import numpy as np
 import torch
 
 from crossmatch_lite.views import make_unlabeled_views
-from crossmatch_lite.views.views2d import quantize_8bit, weak_view
+from crossmatch_lite.views.geometric import quantize_8bit, weak_view_2d
 
 trainer, summary = ctx.train()
 model = trainer.model.cpu().float()  # best.pt, the best-on-validation weights
@@ -127,9 +127,9 @@ def batch_of(idx):
             torch.from_numpy(np.asarray(data.train_labels[idx])).long())
 
 
-x, y = weak_view(*batch_of(rng.choice(data.labeled_idx, B, replace=False)), gen)
-u_w, y_u = weak_view(*batch_of(rng.choice(data.unlabeled_idx, B, replace=False)), gen)  # y_u: hidden
-m_w = weak_view(batch_of(rng.choice(data.unlabeled_idx, B, replace=False))[0], None, gen)[0]
+x, y = weak_view_2d(*batch_of(rng.choice(data.labeled_idx, B, replace=False)), gen)
+u_w, y_u = weak_view_2d(*batch_of(rng.choice(data.unlabeled_idx, B, replace=False)), gen)  # y_u: hidden
+m_w = weak_view_2d(batch_of(rng.choice(data.unlabeled_idx, B, replace=False))[0], None, gen)[0]
 views = make_unlabeled_views(quantize_8bit(u_w), quantize_8bit(m_w), ctx.cfg.perturb.image, gen)
 print(f"{ctx.cfg.preset}: {summary['iterations']} iterations, test Dice {100 * summary['test']['dice']['mean']:.1f} % "
       f"| x {tuple(x.shape)}, u_w {tuple(views.u_w.shape)}, {len(views.strong)} strong views")

@@ -29,8 +29,9 @@
 #
 # Notebook 04 called `crossmatch_step` whole; 05 calls the trainer whole. Here nothing is
 # hidden: each cell below is a few lines of the package's own pieces
-# (`crossmatch_lite.views.views2d`, `crossmatch_lite.cutmix.paste`, `model.encode` and
-# `model.decode`, `crossmatch_lite.features.drop_features`, `crossmatch_lite.losses`).
+# (`crossmatch_lite.views.geometric`, `.photometric` and `.mixing`,
+# `crossmatch_lite.cutmix.paste`, `model.encode` and `model.decode`,
+# `crossmatch_lite.features.drop_features`, `crossmatch_lite.losses`).
 
 # %% tags=["parameters"]
 iterations = 150  # training iterations of the model we look into (0: an untrained network)
@@ -91,7 +92,9 @@ import numpy as np
 
 from crossmatch_lite.cutmix import paste
 from crossmatch_lite.views import make_unlabeled_views
-from crossmatch_lite.views.views2d import cutmix_boxes, quantize_8bit, strong_view, weak_view
+from crossmatch_lite.views.geometric import quantize_8bit, weak_view_2d
+from crossmatch_lite.views.mixing import cutmix_boxes_2d
+from crossmatch_lite.views.photometric import strong_view_2d
 
 rng = np.random.default_rng(seed)
 pick = {"x": rng.choice(data.labeled_idx, batch, replace=False),
@@ -101,16 +104,16 @@ images = {k: torch.from_numpy(np.asarray(data.train_images[v], dtype=np.float32)
 masks = {k: torch.from_numpy(np.asarray(data.train_labels[v])).long() for k, v in pick.items()}
 
 gen = torch.Generator().manual_seed(seed)
-x, y = weak_view(images["x"], masks["x"], gen)  # labeled: image and mask move together
-u_w, y_u = weak_view(images["u"], masks["u"], gen)  # y_u: hidden from training, drawn in a figure only
+x, y = weak_view_2d(images["x"], masks["x"], gen)  # labeled: image and mask move together
+u_w, y_u = weak_view_2d(images["u"], masks["u"], gen)  # y_u: hidden from training, drawn in a figure only
 u_w = quantize_8bit(u_w)
-m_w = quantize_8bit(weak_view(images["m"], None, gen)[0])
+m_w = quantize_8bit(weak_view_2d(images["m"], None, gen)[0])
 state = gen.get_state()  # the strong views start here: make_unlabeled_views is checked from this state
 strong, boxes = [], []
 for i in range(ip.strong_views):
-    s = strong_view(u_w, ip, gen)
-    box = cutmix_boxes(batch, u_w.shape[-1], ip, gen, u_w.device)  # (B, H, W), 1 inside the box
-    s = paste(s, strong_view(m_w, ip, gen), box)
+    s = strong_view_2d(u_w, ip, gen)
+    box = cutmix_boxes_2d(batch, u_w.shape[-1], ip, gen, u_w.device)  # (B, H, W), 1 inside the box
+    s = paste(s, strong_view_2d(m_w, ip, gen), box)
     strong.append(s)
     boxes.append(box)
 gen.set_state(state)

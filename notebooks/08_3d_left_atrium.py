@@ -32,7 +32,8 @@
 #   random patches (`data.patch`) and scored with a sliding window over the whole volume;
 # - the weak view is a quarter turn and a flip in the axial plane, then a crop; the strong
 #   view is a random bias field and gamma, then blur (torchio, as the official code), not
-#   colour jitter; CutMix pastes boxes, not rectangles (`crossmatch_lite/views/views3d.py`);
+#   colour jitter; CutMix pastes boxes, not rectangles (the `_3d` forms in
+#   `crossmatch_lite/views/geometric.py`, `photometric.py` and `mixing.py`);
 # - feature perturbation drops whole 3D channels (`Dropout3d`).
 #
 # This notebook shows a volume in three planes, the 3D views and CutMix boxes of one
@@ -137,10 +138,10 @@ ctx.show(figures3d.plot_views_3d(views.u_w, views.strong, views.boxes,
 # in a flat patch (x wider than z) a box whose corner lands beyond z is empty altogether.
 
 # %%
-from crossmatch_lite.views import views3d
+from crossmatch_lite.views import mixing
 
 patch = tuple(cfg.data.patch)
-layouts = views3d.box_layouts(6, patch, cfg.perturb.image, seed=seed)
+layouts = mixing.box_layouts(6, patch, cfg.perturb.image, seed=seed)
 for name, boxes in layouts.items():
     empty = int((boxes.flatten(1).sum(1) == 0).sum())
     print(f"{name:8s}: mean box {100 * float(boxes.mean()):.1f}% of the {patch} patch, {empty} of 6 boxes empty")

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from crossmatch_lite.views import views3d
-from crossmatch_lite.views import make_unlabeled_views
+from crossmatch_lite.views import geometric, make_unlabeled_views, mixing, photometric
 from crossmatch_lite.config import ConfigError, load_config
 from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
 from crossmatch_lite.data import load_data
@@ -71,15 +70,15 @@ def test_weak_view_moves_image_and_label_together():
     gen = torch.Generator().manual_seed(0)
     vols = [torch.randn(1, 40 + i, 36, 20) for i in range(4)]
     labs = [(v[0] > 0.5).to(torch.uint8) for v in vols]
-    x, y = views3d.weak_view(vols, labs, (32, 32, 16), gen)
+    x, y = geometric.weak_view_3d(vols, labs, (32, 32, 16), gen)
     assert x.shape == (4, 1, 32, 32, 16) and y.shape == (4, 32, 32, 16)
     assert torch.equal(y.bool(), x[:, 0] > 0.5)
 
 
 def test_weak_view_pads_volumes_no_larger_than_the_patch():
     gen = torch.Generator().manual_seed(0)
-    x, y = views3d.weak_view([torch.ones(1, 40, 40, 16)], [torch.ones(40, 40, 16, dtype=torch.uint8)],
-                             (32, 32, 16), gen)
+    x, y = geometric.weak_view_3d([torch.ones(1, 40, 40, 16)], [torch.ones(40, 40, 16, dtype=torch.uint8)],
+                                  (32, 32, 16), gen)
     assert x.shape == (1, 1, 32, 32, 16)
     # z equals the patch, so the official crop pads (16 - 16) // 2 + 3 = 3 zeros on each side.
     assert x.sum() < 32 * 32 * 16
@@ -88,9 +87,9 @@ def test_weak_view_pads_volumes_no_larger_than_the_patch():
 def test_official_box_axes_keep_boxes_below_the_depth_on_x():
     cfg = load_config("configs/la.yaml", ["perturb.image.cutmix_p=1.0"]).perturb.image
     patch = (112, 112, 80)
-    official = views3d.cutmix_boxes(200, patch, cfg, torch.Generator().manual_seed(0))
+    official = mixing.cutmix_boxes_3d(200, patch, cfg, torch.Generator().manual_seed(0))
     cfg.cutmix_box_axes = "clean"
-    clean = views3d.cutmix_boxes(200, patch, cfg, torch.Generator().manual_seed(0))
+    clean = mixing.cutmix_boxes_3d(200, patch, cfg, torch.Generator().manual_seed(0))
     # official: mask[z:z+d, ...] with z + d < 80, so nothing at x >= 80; clean boxes reach there.
     assert official[:, 80:].sum() == 0 and clean[:, 80:].sum() > 0
     # and the official boxes are cut off along z, so they are smaller on average.
@@ -100,9 +99,9 @@ def test_official_box_axes_keep_boxes_below_the_depth_on_x():
 def test_strong_views_follow_the_seed():
     cfg = load_config("configs/la.yaml").perturb.image
     u = torch.randn(2, 1, 32, 32, 16)
-    a = views3d.strong_view(u, cfg, torch.Generator().manual_seed(3))
-    b = views3d.strong_view(u, cfg, torch.Generator().manual_seed(3))
-    c = views3d.strong_view(u, cfg, torch.Generator().manual_seed(4))
+    a = photometric.strong_view_3d(u, cfg, torch.Generator().manual_seed(3))
+    b = photometric.strong_view_3d(u, cfg, torch.Generator().manual_seed(3))
+    c = photometric.strong_view_3d(u, cfg, torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 

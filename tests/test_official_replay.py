@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import crossmatch_lite.views.views2d as views2d
-from crossmatch_lite.views import make_unlabeled_views
+from crossmatch_lite.views import make_unlabeled_views, mixing, photometric
 from crossmatch_lite.config import Config
 from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
 from crossmatch_lite.models.official_weights import from_official, official_to_ours
@@ -47,8 +46,8 @@ def official_views(fx, monkeypatch, cfg):
     strong = {id(b["img_u_w"]): [b["img_u_s1"], b["img_u_s2"]],
               id(b["img_u_w_mix"]): [b["img_u_s1_mix"], b["img_u_s2_mix"]]}
     boxes = [b["cutmix_box1"], b["cutmix_box2"]]
-    monkeypatch.setattr(views2d, "strong_view", lambda u, c, g: strong[id(u)].pop(0))
-    monkeypatch.setattr(views2d, "cutmix_boxes", lambda *a, **k: boxes.pop(0))
+    monkeypatch.setattr(photometric, "strong_view_2d", lambda u, c, g: strong[id(u)].pop(0))
+    monkeypatch.setattr(mixing, "cutmix_boxes_2d", lambda *a, **k: boxes.pop(0))
     views = make_unlabeled_views(b["img_u_w"], b["img_u_w_mix"], cfg.perturb.image, torch.Generator())
     return b["img_x"], b["mask_x"], views
 

@@ -1,8 +1,8 @@
 """Image-level views: what one iteration feeds the step, for 2D images and 3D volumes.
 
 `views_for(spatial_dims, patch)` picks the one object that knows the data's geometry, once
-per run (its `dims` answers "2D or 3D?", crossmatch_lite/dims.py); everything after it (the trainer's `next_batch`, the CutMix pasting below, the
-step) is the same for both:
+per run (its `dims` answers "2D or 3D?", crossmatch_lite/dims.py); everything after it (the
+trainer's `next_batch`, the CutMix pasting below, the step) is the same for both:
 
     weak(images, labels, gen)      the weak (geometric) view of a labeled batch
     weak_unlabeled(images, gen)    the weak view of an unlabeled batch, as the step sees it
@@ -12,9 +12,20 @@ step) is the same for both:
     bn_images(store, idx)          clean inputs for recomputing BatchNorm statistics
     window(stride, downsample)     the sliding window of evaluation (None: whole images)
 
-2D: `views2d.py` (images (B, C, H, W), batch-wise on the device, as the official ACDC
-loader's distributions). 3D: `views3d.py` (volumes (C, X, Y, Z) of different sizes, a
-training patch cut from each, torchio strong views as the official LA loader).
+The perturbations themselves sit in one module per family, each with its 2D form
+(images (B, C, H, W), batch-wise on the device, as the official ACDC loader's
+distributions) and its 3D form (volumes (C, X, Y, Z) of different sizes, one at a time,
+as the official LA loader) side by side:
+
+    geometric.py    weak views (rot90/flip/rotation; rot/flip + crop), 8-bit rounding, centre crop
+    photometric.py  strong views (colour jitter + blur; torchio bias field, gamma, blur)
+    mixing.py       CutMix boxes (rectangles; boxes)
+    draws.py        the shorthands they draw their random numbers with
+
+Every view of a run is drawn from one generator (`Trainer.aug_gen`), in this order per
+iteration: the weak view of the labeled batch, of the unlabeled batch u, of the source
+batch m (when there is one), then `make_unlabeled_views` below; within each call, the
+order its family's docstring lists.
 """
 from __future__ import annotations
 
@@ -26,7 +37,7 @@ import torch
 from ..config import ImagePerturbConfig
 from ..cutmix import paste
 from ..dims import Dims
-from . import views2d, views3d
+from . import geometric, mixing, photometric
 
 
 @dataclass
@@ -49,17 +60,17 @@ class Views2D:
     spatial_dims = dims.spatial_dims
 
     def weak(self, images, labels, gen):
-        return views2d.weak_view(images.float(), labels, gen)
+        return geometric.weak_view_2d(images.float(), labels, gen)
 
     def weak_unlabeled(self, images, gen):
         # The official unlabeled pipeline goes through an 8-bit PIL image.
-        return views2d.quantize_8bit(views2d.weak_view(images.float(), None, gen)[0])
+        return geometric.quantize_8bit(geometric.weak_view_2d(images.float(), None, gen)[0])
 
     def strong(self, u, cfg: ImagePerturbConfig, gen):
-        return views2d.strong_view(u, cfg, gen)
+        return photometric.strong_view_2d(u, cfg, gen)
 
     def boxes(self, b: int, u: torch.Tensor, cfg: ImagePerturbConfig, gen):
-        return views2d.cutmix_boxes(b, u.shape[2], cfg, gen, u.device)
+        return mixing.cutmix_boxes_2d(b, u.shape[2], cfg, gen, u.device)
 
     def store(self, arrays: list[np.ndarray], device) -> torch.Tensor:
         return torch.from_numpy(np.array(arrays)).to(device)
@@ -82,17 +93,17 @@ class Views3D:
     spatial_dims = dims.spatial_dims
 
     def weak(self, volumes, labels, gen):
-        x, y = views3d.weak_view([v.float() for v in volumes], labels, self.patch, gen)
+        x, y = geometric.weak_view_3d([v.float() for v in volumes], labels, self.patch, gen)
         return x, y.long()
 
     def weak_unlabeled(self, volumes, gen):
-        return views3d.weak_view([v.float() for v in volumes], None, self.patch, gen)[0]
+        return geometric.weak_view_3d([v.float() for v in volumes], None, self.patch, gen)[0]
 
     def strong(self, u, cfg: ImagePerturbConfig, gen):
-        return views3d.strong_view(u, cfg, gen)
+        return photometric.strong_view_3d(u, cfg, gen)
 
     def boxes(self, b: int, u: torch.Tensor, cfg: ImagePerturbConfig, gen):
-        return views3d.cutmix_boxes(b, tuple(u.shape[2:]), cfg, gen, u.device)
+        return mixing.cutmix_boxes_3d(b, tuple(u.shape[2:]), cfg, gen, u.device)
 
     def store(self, arrays: list[np.ndarray], device) -> list[torch.Tensor]:
         return [torch.from_numpy(v).to(device) for v in arrays]
@@ -102,7 +113,7 @@ class Views3D:
 
     def bn_images(self, store: list[torch.Tensor], idx: np.ndarray) -> torch.Tensor:
         """One centre patch per volume."""
-        return torch.stack([views3d.centre_crop(store[i].float(), self.patch) for i in idx])
+        return torch.stack([geometric.centre_crop(store[i].float(), self.patch) for i in idx])
 
     def window(self, stride, downsample: int) -> dict:
         return {"patch": self.patch, "stride": tuple(stride), "downsample": downsample}
@@ -119,9 +130,12 @@ def make_unlabeled_views(u_w: torch.Tensor, m_w: torch.Tensor | None, cfg: Image
     (the source is m's strong view, or with no m the batch rolled by one). `views` defaults
     to the geometry of u_w: (B, C, H, W) images or (B, C, X, Y, Z) volumes.
 
-    Random draws, all from `gen`, for each strong view in turn: the view of u, its box, the
-    view of m (when there is one). A run resumes exactly only if this order stays, and the ACDC replay hands
-    in the official script's recorded views and boxes in this call order."""
+    Random draws, all from `gen`, for each strong view in turn: the strong view of u
+    (photometric.py), its box (mixing.py; nothing drawn with cutmix off), the strong view
+    of m (when there is one and cutmix is on). A checkpoint resumes exactly only if this
+    order stays (tests/test_views.py holds it), and the official ACDC replay hands in the
+    official script's recorded views and boxes, one per call of
+    photometric.strong_view_2d and mixing.cutmix_boxes_2d, in this call order."""
     views = views or views_for(Dims.of_tensor(u_w).spatial_dims, u_w.shape[2:])
     n_views = cfg.strong_views if cfg.enabled else 0
     b = u_w.shape[0]
