@@ -16,9 +16,8 @@
 # %% [markdown]
 # # 00 · Quick start: CrossMatch versus supervised training on few labels
 #
-# **Time:** about 10 minutes at its defaults on a 2-core CPU (two runs of 600 iterations;
-# 9.6 minutes measured with the other core busy training); `CROSSMATCH_LITE_SMOKE=1`
-# shrinks it to about a minute for CI.
+# **Time:** about 6 minutes at its defaults on a 2-core CPU (two runs of 600 iterations;
+# 6.1 minutes measured while other jobs shared the cores of a 2-core AMD EPYC); `CROSSMATCH_LITE_SMOKE=1` shrinks it to about a minute for CI.
 # **Prerequisites:** none; Python and a first idea of what a segmentation network and the
 # Dice score are.
 # **You will learn:** what semi-supervised segmentation is for; how much CrossMatch adds to

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 01 · The data: patients, volumes, slices and splits
 #
-# **Time:** about 1 minute at its defaults on a 2-core CPU (no training).
+# **Time:** under a minute at its defaults on a 2-core CPU (no training; 27 s measured while other jobs shared the cores of a 2-core AMD EPYC).
 # **Prerequisites:** 00 (what the series is for).
 # **You will learn:** how a medical dataset is split by patient; what "3 labeled" means;
 # labeled versus unlabeled slices; class balance; how the cardiac and skin-lesion data

@@ -16,8 +16,7 @@
 # %% [markdown]
 # # 02 · Image perturbations: weak view, strong views, CutMix
 #
-# **Time:** about 1 minute at its defaults on a 2-core CPU (no training; measured with the
-# other core busy training).
+# **Time:** under a minute at its defaults on a 2-core CPU (no training; 26 s measured while other jobs shared the cores of a 2-core AMD EPYC).
 # **Prerequisites:** 01 (the data and the split).
 # **You will learn:** how CrossMatch makes a weak and two strong views of every unlabeled
 # image, what CutMix does to an image and to its pseudo-label, and each strong ingredient

@@ -16,9 +16,8 @@
 # %% [markdown]
 # # 03 · Feature perturbations: one encoder, three decodings
 #
-# **Time:** about 4 minutes at its defaults on a 2-core CPU (a 150-iteration run, then a
-# dropout sweep; estimated from notebook 04b's identical run, 7 minutes with both cores
-# busy, of which 1.5 CPU-minutes).
+# **Time:** about 2-3 minutes at its defaults on a 2-core CPU (a 150-iteration run, then a
+# dropout sweep; 2.3 minutes measured while other jobs shared the cores of a 2-core AMD EPYC).
 # **Prerequisites:** 02 (views and the teacher).
 # **You will learn:** how the UNet splits into `encode` and `decode`; what channel dropout
 # does to the features and to the prediction; how the dropout rate sets how far a

@@ -17,7 +17,7 @@
 # # 04 · Self-distillation: who teaches whom
 #
 # **Time:** about 3 minutes at its defaults on a 2-core CPU (a 150-iteration run, then one
-# batch; measured with the other core busy training).
+# batch; 2.8 minutes measured while other jobs shared the cores of a 2-core AMD EPYC).
 # **Prerequisites:** 02 (weak and strong views), 03 (feature-dropout streams).
 # **You will learn:** what a *teacher* and a *student* are; how a confidence threshold turns
 # a prediction into a pseudo-label; the eleven loss terms of CrossMatch, as equations and

@@ -16,9 +16,8 @@
 # %% [markdown]
 # # 04b · One CrossMatch iteration, built by hand
 #
-# **Time:** about 7 minutes at its defaults on a 2-core CPU whose cores were both busy with
-# other training (1.5 CPU-minutes, most of it the 150-iteration model it looks into; a
-# second run reuses that model and takes about a minute).
+# **Time:** about 3 minutes at its defaults on a 2-core CPU (3.0 minutes measured while other jobs shared the cores of a 2-core AMD EPYC; most of it
+# the 150-iteration model it looks into; a second run reuses that model and takes about a minute).
 # **Prerequisites:** 02 (views), 03 (encode, decode, feature dropout), 04 (teachers,
 # confidence masks, the terms a-f).
 # **You will learn:** every tensor of one training iteration in the order the trainer

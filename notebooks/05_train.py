@@ -16,9 +16,8 @@
 # %% [markdown]
 # # 05 · One full training run
 #
-# **Time:** about 10 minutes at its defaults on a 2-core CPU (one 300-iteration CrossMatch
-# run; an estimate from notebook 04b, which trains the same configuration for 150
-# iterations in 7 minutes with both cores busy); with smoke mode about a minute.
+# **Time:** about 5 minutes at its defaults on a 2-core CPU (one 300-iteration CrossMatch
+# run; 4.7 minutes measured while other jobs shared the cores of a 2-core AMD EPYC); with smoke mode about a minute.
 # **Prerequisites:** 04b (one iteration by hand): this notebook repeats it.
 # **You will learn:** what a run folder holds; how to read the loss terms, the mask ratio
 # and the poly learning-rate schedule while a run trains; how the best checkpoint is

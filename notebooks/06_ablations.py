@@ -16,10 +16,11 @@
 # %% [markdown]
 # # 06 · Ablations: run a grid, read its results
 #
-# **Time:** about 20 minutes at its defaults on a 2-core CPU (the quick grid: 4 variants ×
-# 2 seeds of 600 iterations on the toy hearts; not measured for this version, estimated
-# from the two 600-iteration runs of notebook 00, 9.6 minutes with the other core busy);
-# the real-data grids below are read from committed files and cost nothing.
+# **Time:** about 20 minutes at its defaults on an idle 2-core CPU (the quick grid: 4 variants ×
+# 2 seeds of 600 iterations on the toy hearts, one cell at a time). Measured: 53 minutes
+# while other jobs shared both cores of a 2-core AMD EPYC; its last four cells, run ahead
+# of those jobs, took 1.6-3.6 minutes each (feature only, CrossMatch). The real-data grids
+# below are read from committed files and cost nothing.
 # **Prerequisites:** 05 (one run), 04 (the terms each switch removes).
 # **You will learn:** how a grid of variants × seeds is written and run; why differences
 # between variants must be paired by seed and given an interval; what the real ISIC and
