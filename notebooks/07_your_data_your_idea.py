@@ -16,8 +16,8 @@
 # %% [markdown]
 # # 07 · Your data, your idea
 #
-# **Time:** about 8 minutes at its defaults on a 2-core CPU (two 300-iteration runs on a
-# 20-case folder; an estimate from notebook 04b's run of the same network, not measured).
+# **Time:** about 4-5 minutes at its defaults on a 2-core CPU (two 300-iteration runs on a
+# 20-case folder; 4.4 minutes measured while other jobs shared the cores of a 2-core AMD EPYC).
 # **Prerequisites:** 05 (a run), 04b (what the step computes, which a new term joins).
 # **You will learn:** how to train on your own images and masks (the `folder` dataset); how
 # to add a loss term through the public API and compare it with plain CrossMatch; how to

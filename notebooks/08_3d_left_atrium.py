@@ -16,9 +16,8 @@
 # %% [markdown]
 # # 08 · CrossMatch in 3D: the Left Atrium
 #
-# **Time:** about 3 minutes at its defaults on a 2-core CPU (a 60-iteration VNet run on
-# synthetic volumes; an estimate, not measured for this version); the real LA results
-# below are read from a committed file.
+# **Time:** about a minute at its defaults on a 2-core CPU (a 60-iteration VNet run on
+# synthetic volumes; 50 s measured while other jobs shared the cores of a 2-core AMD EPYC); the real LA results below are read from a committed file.
 # **Prerequisites:** 04b (the step), 05 (a run); 3D changes the data and views, not the step.
 # **You will learn:** how a volume is sliced in three planes; the 3D weak and strong views
 # and CutMix boxes; patch training with sliding-window evaluation; how CrossMatch does on
