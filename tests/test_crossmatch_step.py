@@ -331,11 +331,26 @@ def test_a_pixel_whose_confidence_equals_the_threshold_is_kept():
         assert at.terms[k] != pytest.approx(hi.terms[k], abs=1e-5), k
 
 
-def test_in_batch_cutmix_takes_each_box_pseudo_label_from_the_previous_image():
+def _foreground_dice(probs, labels, keep, smooth):
+    """The LA Dice loss: class 1 alone, over the kept pixels."""
+    p, y, k = probs[:, 1], (labels == 1).float(), keep.float()
+    return 1 - (2 * (p * y * k).sum() + smooth) / ((p * p * k).sum() + (y * k).sum() + smooth)
+
+
+@pytest.mark.parametrize("dice", ["official ACDC", "foreground, smoothing 1e-5"])
+def test_in_batch_cutmix_takes_each_box_pseudo_label_from_the_previous_image(dice):
     """With no second batch the box of image i is pasted from image i - 1 (the batch rolled
     by one), in the strong view and so in its pseudo-label: inside the box, the teacher is
-    the prediction of u_w[i - 1]. The per-pixel model makes that teacher computable."""
-    cfg = load_config(None, ["perturb.image.cutmix_p=1.0", "perturb.image.cutmix_source=in_batch"])
+    the prediction of u_w[i - 1]. The per-pixel model makes that teacher computable. The
+    strong-view terms use the configured Dice too."""
+    la = ["loss.dice_background=false", "loss.dice_smooth=1e-5"] if dice.startswith("foreground") else []
+    cfg = load_config(None, ["perturb.image.cutmix_p=1.0", "perturb.image.cutmix_source=in_batch"] + la)
+
+    def score(probs, labels, keep):
+        if la:
+            return _foreground_dice(probs, labels, keep, 1e-5)
+        return gather_dice(probs, labels, ignore=(~keep).float())
+
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(B, 1, S, S, generator=g), torch.randint(0, 2, (B, S, S), generator=g)
     u = torch.rand(B, 1, S, S, generator=g) * 2 - 1  # both classes, confidences on both sides of 0.9
@@ -350,17 +365,18 @@ def test_in_batch_cutmix_takes_each_box_pseudo_label_from_the_previous_image():
         for i, (s, box) in enumerate(zip(views.strong, views.boxes)):
             teacher = torch.where(box.bool()[:, None], previous, p_w)
             keep = teacher.softmax(1).amax(1) >= thresh
-            ref = gather_dice(model(s).softmax(1), teacher.argmax(1), ignore=(~keep).float())
+            ref = score(model(s).softmax(1), teacher.argmax(1), keep)
             assert out.terms[f"s{i + 1}"] == pytest.approx(ref.item(), abs=1e-5)
-            unboxed = gather_dice(model(s).softmax(1), p_w.argmax(1), ignore=(p_w.softmax(1).amax(1) < thresh).float())
+            unboxed = score(model(s).softmax(1), p_w.argmax(1), p_w.softmax(1).amax(1) >= thresh)
             assert out.terms[f"s{i + 1}"] != pytest.approx(unboxed.item(), abs=1e-3)
 
 
-def test_the_labeled_loss_uses_the_configured_dice_classes_and_smoothing():
-    """The LA loss: foreground Dice alone, smoothing 1e-5. All pixels background and a
-    foreground probability p = sigmoid(-8) everywhere: the foreground term is
-    1 - s / (N p^2 + s), where s decides the value (N p^2 is about 3e-4)."""
-    cfg = load_config(None, ["perturb.image.cutmix_p=1.0", "loss.dice_background=false", "loss.dice_smooth=1e-5"])
+@pytest.mark.parametrize("preset", ["configs/crossmatch.yaml", "configs/supervised.yaml"])
+def test_the_labeled_loss_uses_the_configured_dice_classes_and_smoothing(preset):
+    """The LA loss: foreground Dice alone, smoothing 1e-5, in the full and the supervised-only
+    step. All pixels background and a foreground probability p = sigmoid(-8) everywhere:
+    the foreground term is 1 - s / (N p^2 + s), where s decides the value (N p^2 is about 3e-4)."""
+    cfg = load_config(preset, ["perturb.image.cutmix_p=1.0", "loss.dice_background=false", "loss.dice_smooth=1e-5"])
     x, y = -torch.ones(B, 1, S, S), torch.zeros(B, S, S, dtype=torch.long)
     _, _, views = make_inputs(cfg)
     torch.manual_seed(5)
