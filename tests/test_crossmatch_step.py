@@ -1,6 +1,8 @@
 """The fast training step against the plain reference, what each switch removes, and that
 no gradient reaches a teacher in either distillation mode."""
 import copy
+import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from crossmatch_lite.config import Config, flatten, load_config, to_dict
 from crossmatch_lite.crossmatch_step import crossmatch_step, plan_from
 from crossmatch_lite.models.unet import UNet
 from official.tape import keyed_dropout
-from benchmarks.reference_step import reference_terms
+from benchmarks.reference_step import gather_dice, reference_terms
 
 B, S, THRESH = 3, 32, 0.3  # a low threshold so that the confidence masks keep and drop pixels
 
@@ -124,6 +126,7 @@ ALL = {"x", "s1", "s2", "s", "kd", "kd_w_weak", "kd_w_strong", "kd_s_weak", "kd_
     (["perturb.image.enabled=false"], {"s1", "s2", "s", "kd_s_weak", "kd_s_strong", "kd_cross_weak", "kd_cross_strong"}),
     (["perturb.feature.enabled=false"], ALL - {"x", "s1", "s2", "s"}),
     (["distill.mode=soft", "distill.temperature=2.0"], set()),
+    (["perturb.image.cutmix=false"], set()),  # strong views without boxes: every term stays
 ])
 def test_each_switch_removes_exactly_its_terms(override, removed):
     cfg = load_config(None, ["perturb.image.cutmix_p=1.0"] + override)
@@ -206,8 +209,13 @@ def test_teachers_carry_no_gradient(monkeypatch, mode):
     assert len(step_teachers) >= 3 and not any(t.logits.requires_grad for t in step_teachers)
 
 
-def test_supervised_preset_runs_one_forward_on_labeled_only():
-    cfg = load_config("configs/supervised.yaml")
+@pytest.mark.parametrize("preset, override", [
+    ("configs/supervised.yaml", []),
+    # The cross terms need a strong view; without one, nothing is left to learn from u.
+    ("configs/crossmatch.yaml", ["perturb.image.enabled=false", "distill.teacher_terms=false"]),
+])
+def test_supervised_preset_runs_one_forward_on_labeled_only(preset, override):
+    cfg = load_config(preset, override)
     torch.manual_seed(0)
     model = UNet(1, 4, [8, 16, 32, 64, 128])
     calls = []
@@ -215,7 +223,7 @@ def test_supervised_preset_runs_one_forward_on_labeled_only():
     x, y, v = make_inputs(cfg)
     out = crossmatch_step(model, x, y, v, plan_from(cfg), THRESH)
     assert set(out.terms) == {"x"} and len(calls) == 1
-    assert out.loss.item() == pytest.approx(out.terms["x"], rel=1e-6)
+    assert out.loss.item() == pytest.approx(cfg.loss.supervised * out.terms["x"] / cfg.loss.normalizer, rel=1e-6)
 
 
 @pytest.mark.parametrize("mode, batches", [
@@ -234,6 +242,36 @@ def test_encoder_passes_per_source_pass_mode(mode, batches):
     x, y, v = make_inputs(cfg)
     crossmatch_step(model, x, y, v, plan_from(cfg), THRESH)
     assert seen == batches
+
+
+@pytest.mark.parametrize("override, batches", [
+    # the source m is encoded only when a strong view takes a box from it
+    (["perturb.image.cutmix=false"], [2 * B, 2 * B]),
+    (["perturb.image.cutmix_source=in_batch"], [2 * B, 2 * B]),
+    (["perturb.image.enabled=false"], [2 * B]),
+    (["perturb.image.strong_views=1"], [B, 2 * B, 2 * B, B]),
+])
+def test_encoder_passes_per_image_perturbation(override, batches):
+    cfg = load_config(None, ["perturb.image.cutmix_p=1.0"] + override)
+    torch.manual_seed(0)
+    model = UNet(1, 4, [8, 16, 32, 64, 128])
+    seen = []
+    model.inc.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+    x, y, v = make_inputs(cfg)
+    if "perturb.image.cutmix_source=in_batch" in override:
+        v = dataclasses.replace(v, m_w=None)  # the training loop draws no second batch then
+    crossmatch_step(model, x, y, v, plan_from(cfg), THRESH)
+    assert seen == batches
+
+
+def test_a_step_warns_nothing():
+    # A warning here would repeat at every iteration of a run (an implicit softmax axis, say).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_step(full_cfg())
+        cfg = full_cfg()
+        cfg.distill.mode = "soft"
+        run_step(cfg)
 
 
 PRESET_DIFFS = {
@@ -320,3 +358,72 @@ def test_a_pixel_whose_confidence_equals_the_threshold_is_kept():
     assert at.terms == lo.terms
     for k in ("s1", "s2", "kd_w_weak", "kd_s_weak"):  # strong views and distillation alike
         assert at.terms[k] != pytest.approx(hi.terms[k], abs=1e-5), k
+
+
+def _foreground_dice(probs, labels, keep, smooth):
+    """The LA Dice loss: class 1 alone, over the kept pixels."""
+    p, y, k = probs[:, 1], (labels == 1).float(), keep.float()
+    return 1 - (2 * (p * y * k).sum() + smooth) / ((p * p * k).sum() + (y * k).sum() + smooth)
+
+
+@pytest.mark.parametrize("dice", ["official ACDC", "foreground, smoothing 1e-5"])
+def test_in_batch_cutmix_takes_each_box_pseudo_label_from_the_previous_image(dice):
+    """With no second batch the box of image i is pasted from image i - 1 (the batch rolled
+    by one), in the strong view and so in its pseudo-label: inside the box, the teacher is
+    the prediction of u_w[i - 1]. The per-pixel model makes that teacher computable. The
+    strong-view terms use the configured Dice too."""
+    la = ["loss.dice_background=false", "loss.dice_smooth=1e-5"] if dice.startswith("foreground") else []
+    cfg = load_config(None, ["perturb.image.cutmix_p=1.0", "perturb.image.cutmix_source=in_batch"] + la)
+
+    def score(probs, labels, keep):
+        if la:
+            return _foreground_dice(probs, labels, keep, 1e-5)
+        return gather_dice(probs, labels, ignore=(~keep).float())
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(B, 1, S, S, generator=g), torch.randint(0, 2, (B, S, S), generator=g)
+    u = torch.rand(B, 1, S, S, generator=g) * 2 - 1  # both classes, confidences on both sides of 0.9
+    views = make_unlabeled_views(u, None, cfg.perturb.image, torch.Generator().manual_seed(1))
+    assert all(b.sum() > 0 for b in views.boxes)
+    model, thresh = PixelModel(), 0.9
+    torch.manual_seed(5)
+    out = crossmatch_step(model, x, y, views, plan_from(cfg), thresh)
+    with torch.no_grad():
+        p_w = model(u)
+        previous = p_w[torch.arange(B) - 1]
+        for i, (s, box) in enumerate(zip(views.strong, views.boxes)):
+            teacher = torch.where(box.bool()[:, None], previous, p_w)
+            keep = teacher.softmax(1).amax(1) >= thresh
+            ref = score(model(s).softmax(1), teacher.argmax(1), keep)
+            assert out.terms[f"s{i + 1}"] == pytest.approx(ref.item(), abs=1e-5)
+            unboxed = score(model(s).softmax(1), p_w.argmax(1), p_w.softmax(1).amax(1) >= thresh)
+            assert out.terms[f"s{i + 1}"] != pytest.approx(unboxed.item(), abs=1e-3)
+
+
+@pytest.mark.parametrize("preset", ["configs/crossmatch.yaml", "configs/supervised.yaml"])
+def test_the_labeled_loss_uses_the_configured_dice_classes_and_smoothing(preset):
+    """The LA loss: foreground Dice alone, smoothing 1e-5, in the full and the supervised-only
+    step. All pixels background and a foreground probability p = sigmoid(-8) everywhere:
+    the foreground term is 1 - s / (N p^2 + s), where s decides the value (N p^2 is about 3e-4)."""
+    cfg = load_config(preset, ["perturb.image.cutmix_p=1.0", "loss.dice_background=false", "loss.dice_smooth=1e-5"])
+    x, y = -torch.ones(B, 1, S, S), torch.zeros(B, S, S, dtype=torch.long)
+    _, _, views = make_inputs(cfg)
+    torch.manual_seed(5)
+    out = crossmatch_step(PixelModel(), x, y, views, plan_from(cfg), THRESH)
+    logits = torch.cat([4 * torch.ones(B, 1, S, S), -4 * torch.ones(B, 1, S, S)], dim=1)
+    p = torch.sigmoid(torch.tensor(-8.0, dtype=torch.float64)).item()
+    foreground = 1 - 1e-5 / (B * S * S * p * p + 1e-5)
+    ce = torch.nn.functional.cross_entropy(logits, y).item()
+    assert out.terms["x"] == pytest.approx((ce + foreground) / 2, rel=1e-4)
+
+
+def test_a_teacher_is_boxed_only_with_both_a_source_and_a_box():
+    """Teacher.boxed: inside the box the source's logits, outside its own; without a source
+    (no CutMix source drawn) or without a box (CutMix off) it is the teacher itself."""
+    own, other = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
+    box = torch.zeros(2, 4, 4)
+    box[:, 1:3, :2] = 1
+    t, source = step_module.Teacher(own), step_module.Teacher(other)
+    assert t.boxed(None, box) is t and t.boxed(source, None) is t
+    pasted = t.boxed(source, box).logits
+    assert torch.equal(pasted, box[:, None].expand_as(own))

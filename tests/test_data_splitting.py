@@ -4,7 +4,10 @@ val and test out of training."""
 import inspect
 import json
 import os
+import sys
 import warnings
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -139,6 +142,32 @@ def test_keep_present_warns_at_the_line_that_asked_for_the_data():
         line = inspect.currentframe().f_lineno + 1
         _reader(_split())
     assert (caught[0].filename, caught[0].lineno) == (__file__, line)
+
+
+def _frames_above(frame) -> list:
+    """The stack from `frame` outwards, without the frames of mutmut's trampolines (mutmut
+    calls each function it mutates through one, which would shift every stacklevel by one)."""
+    frames = []
+    while frame is not None:
+        if "mutmut" not in Path(frame.f_code.co_filename).parts:
+            frames.append(frame)
+        frame = frame.f_back
+    return frames
+
+
+def test_keep_present_stacklevel_names_the_frame_that_called_the_reader(monkeypatch):
+    """The same stacklevel as the test above, also under mutmut: the frame the warning is
+    attributed to (stacklevel 1 = keep_present itself) is the reader's caller, at the call."""
+    named = []
+
+    def warn(message, category=UserWarning, stacklevel=1):
+        frame = _frames_above(sys._getframe(1))[stacklevel - 1]
+        named.append((frame.f_code, frame.f_lineno))
+
+    monkeypatch.setattr(S, "warnings", SimpleNamespace(warn=warn))
+    line = inspect.currentframe().f_lineno + 1
+    _reader(_split())
+    assert named == [(inspect.currentframe().f_code, line)]
 
 
 @pytest.mark.parametrize("n, listed", [(10, "u0, u1, u2, u3, u4, u5, u6, u7, ... (+2)"),

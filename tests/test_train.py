@@ -230,6 +230,28 @@ def test_checkpoint_is_chosen_on_val_and_test_is_scored_once_after_training(tmp_
     assert summary["test"]["dice"]["mean"] == pytest.approx(test[best_val], abs=1e-9)
 
 
+@pytest.mark.parametrize("pictured", [frozenset(), frozenset({"v1"})])
+def test_each_validation_hands_the_board_the_predictions_it_pictures(tmp_path, monkeypatch, pictured):
+    """A board pictures the val cases its picture_ids name: each validation keeps exactly
+    their predictions and hands them over with its iteration; a board that names none is
+    handed an empty dict, never None."""
+    handed = []
+
+    class Recording(train_mod.NoBoard):
+        picture_ids = pictured
+
+        def pictures(self, predictions, step):
+            handed.append((step, {k: np.asarray(v).shape for k, v in predictions.items()}))
+
+    monkeypatch.setattr(train_mod, "open_board", lambda *a, **k: Recording())
+    data = _disagreeing_data([])
+    cfg = load_config("configs/supervised.yaml", TINY + ["train.iterations=4", "train.val_every=2",
+                                                        "train.batch_size=4"])
+    train(cfg, tmp_path / "run", data=data)
+    shapes = {c.id: c.label.shape for c in data.val_cases if c.id in pictured}
+    assert handed == [(2, shapes), (4, shapes)]
+
+
 def test_a_validation_that_only_ties_keeps_the_earlier_best(tmp_path):
     """With no square in any val label, every validation scores a val Dice of 0: the first
     one chose best.pt, and the later ties do not replace it."""
