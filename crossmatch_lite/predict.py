@@ -101,7 +101,7 @@ class Predictor:
         dims = Dims.of_dataset(cfg.data.name)  # the one place predict asks whether the run is 3D
         window = views_for(dims.spatial_dims, cfg.data.patch).window(cfg.eval.stride, cfg.data.downsample)
         return cls(model.eval(), device, dims, first.in_channels, cfg.data.size, window, cfg.eval.batch_slices,
-                   autocast_for(device, cfg.train))
+                   autocast_for(device, cfg.train, cfg.data.patch if dims.volumetric else None))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """2D: (Z, C, H, W) -> (Z, H, W) class ids; 3D: (C, X, Y, Z) -> (X, Y, Z)."""

@@ -38,7 +38,7 @@ from .evaluate import evaluate_cases
 from .models import build_model
 from .run.checkpoints import load_checkpoint, load_weights
 from .run.folder import RESUME_FREE_KEYS, RunFolder, RunLocked, RunMismatch, TrainingDiverged
-from .run.runtime import (FreeCores, autocast_for, available_cores, configure_threads, memory_bytes,
+from .run.runtime import (FreeCores, bf16_autocast, available_cores, configure_threads, memory_bytes,
                           pick_device, precision, seed_everything, step_memory_bytes, use_channels_last)
 from .run.sampling import EpochSampler
 from .run.tensorboard import NoBoard, open_board
@@ -247,8 +247,9 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_model = CompiledSteps(self.model) if t.compile else self.model
         self.opt = make_optimizer(cfg, self.model.parameters())
-        self.bf16, self.precision_why = precision(self.device, t)  # what amp=auto chose, and why
-        self.autocast = autocast_for(self.device, t)
+        patch = self.views.patch if self.views.dims.volumetric else None  # some 3D patches rule bf16 out
+        self.bf16, self.precision_why = precision(self.device, t, patch)  # what amp=auto chose, and why
+        self.autocast = bf16_autocast(self.device, self.bf16)
         self.samplers = make_samplers(self.data, self.plan, t)
         self.aug_gen = torch.Generator().manual_seed(t.seed + 3)
         # The whole training set is small once resized: keep it on the device (3D: one
@@ -459,7 +460,7 @@ class Trainer:
             np.concatenate([self.data.labeled_idx, self.data.unlabeled_idx])
         images = self.views.bn_images(self.images, idx)
         return recompute_statistics(self.model, images, e.precise_bn_batches, e.precise_bn_batch_size,
-                                    seed=self.cfg.train.seed, autocast=autocast_for(self.device, self.cfg.train))
+                                    seed=self.cfg.train.seed, autocast=bf16_autocast(self.device, self.bf16))
 
     def evaluate(self, cases, distances: bool = False, keep_predictions: bool | Collection[str] = False,
                  model: torch.nn.Module | None = None) -> dict:
@@ -467,7 +468,7 @@ class Trainer:
         return evaluate_cases(model if model is not None else self.eval_model(), cases, d.num_classes,
                               d.class_names, self.cfg.data.size, self.device, distances=distances,
                               batch=self.cfg.eval.batch_slices,
-                              autocast=autocast_for(self.device, self.cfg.train),
+                              autocast=bf16_autocast(self.device, self.bf16),
                               keep_predictions=keep_predictions, window=self.window)
 
     @property

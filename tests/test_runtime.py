@@ -107,3 +107,39 @@ def test_the_machine_line_names_the_bf16_instructions(monkeypatch):
     assert machine() == "Intel(R) Xeon(R) (AVX512-BF16, AMX), 2 cores"
     monkeypatch.setattr(runtime, "cpu_info", lambda: ("AMD EPYC", {"avx512f"}))
     assert machine() == "AMD EPYC (no AVX512-BF16, no AMX), 2 cores"
+
+
+@pytest.mark.parametrize("patch, bf16", [
+    ((32, 32, 16), False),   # toy LA: 2 voxels along X at the VNet's fifth level
+    ((16, 16, 16), False),   # 2 at the fourth
+    ((48, 48, 32), True),    # la_cpu: 3 at the fifth
+    ((112, 112, 80), True),  # the official LA patch
+    (None, True),            # 2D
+])
+def test_amp_auto_keeps_fp32_where_bf16_3d_convolutions_are_undefined(monkeypatch, patch, bf16):
+    from crossmatch_lite.config import TrainConfig
+    monkeypatch.setattr(runtime, "cpu_info", lambda: ("a CPU", {"avx512f", "avx512_bf16"}))
+    got, why = runtime.precision(torch.device("cpu"), TrainConfig(amp="auto"), patch)
+    assert got is bf16 and ("2 voxels deep" in why) is (not bf16)
+    # An explicit bf16 is the user's choice, kept.
+    assert runtime.precision(torch.device("cpu"), TrainConfig(amp="bf16"), patch) == (True, "train.amp=bf16")
+
+
+def test_a_toy_3d_run_under_amp_auto_repeats_exactly(tmp_path):
+    """On a CPU with native bf16, oneDNN's bf16 Conv3d backward fills the weight gradient of
+    a feature map 2 voxels deep with memory it never wrote (toy LA's patch meets one): two
+    runs of one seed then differ after the first step, and now and then diverge. amp=auto
+    keeps such a run in fp32, so a run repeats whatever the allocator held before it (here
+    large junk values, as in a process that has been busy)."""
+    from crossmatch_lite.train import train
+    sets = ["train.iterations=1", "train.val_every=1", "train.threads=1", "train.progress=false",
+            "train.tensorboard=false", "eval.distances=false", "eval.precise_bn_batches=0"]
+
+    def weights(run):
+        junk = [torch.full((1 << 16,), 1e30) for _ in range(64)]
+        del junk
+        train(load_config("configs/toy_la.yaml", sets), tmp_path / run)
+        return torch.load(tmp_path / run / "latest.pt", weights_only=True)["model"]
+
+    first, second = weights("first"), weights("second")
+    assert [k for k in first if not torch.equal(first[k], second[k])] == []

@@ -164,9 +164,22 @@ def cpu_has_native_bf16() -> bool:
     return bool(NATIVE_BF16_FLAGS.keys() & cpu_info()[1])
 
 
-def precision(device: torch.device, cfg: TrainConfig) -> tuple[bool, str]:
+def bf16_conv3d_hazard(patch) -> bool:
+    """Whether a VNet trained on `patch` (X, Y, Z) meets a feature map 2 voxels along X.
+
+    There, oneDNN's bf16 Conv3d backward (torch 2.13 on CPU; measured on AVX512-BF16 without
+    AMX) reads memory it never wrote into the weight gradient: two runs of the same seed
+    differ after the first step, and now and then the garbage is NaN (a toy LA run diverged
+    at iteration 2 or 3 in about one try of three under load). fp32, ConvTranspose3d and
+    every other depth are exact. The VNet halves the patch four times, so X = 16 or 32 (toy
+    LA) meets the depth 2; 48 (la_cpu), 80 or 112 (the official LA patch) do not."""
+    return patch is not None and 2 in {patch[0] // 2 ** level for level in range(5)}
+
+
+def precision(device: torch.device, cfg: TrainConfig, patch=None) -> tuple[bool, str]:
     """(bf16 autocast or not, the reason in words): what `train.amp` resolves to on `device`.
-    auto takes bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere."""
+    auto takes bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere and for a 3D
+    `patch` that meets oneDNN's bf16 Conv3d fault (`bf16_conv3d_hazard`)."""
     if cfg.amp != "auto":
         return cfg.amp == "bf16", f"train.amp={cfg.amp}"
     if device.type == "cuda":
@@ -174,16 +187,22 @@ def precision(device: torch.device, cfg: TrainConfig) -> tuple[bool, str]:
     if device.type != "cpu":
         return False, f"train.amp=auto: fp32 on {device.type}"
     have = [label for flag, label in NATIVE_BF16_FLAGS.items() if flag in cpu_info()[1]]
-    if have:
-        return True, f"train.amp=auto: this CPU has native bf16 ({', '.join(have)})"
-    return False, "train.amp=auto: this CPU has no native bf16 (no AVX512-BF16 or AMX), so fp32"
+    if not have:
+        return False, "train.amp=auto: this CPU has no native bf16 (no AVX512-BF16 or AMX), so fp32"
+    if bf16_conv3d_hazard(patch):
+        return False, (f"train.amp=auto: fp32, as oneDNN's bf16 3D convolutions give undefined weight "
+                       f"gradients on feature maps 2 voxels deep (patch {patch[0]} along X)")
+    return True, f"train.amp=auto: this CPU has native bf16 ({', '.join(have)})"
 
 
-def autocast_for(device: torch.device, cfg: TrainConfig):
-    use = precision(device, cfg)[0]
-    if not use:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+def autocast_for(device: torch.device, cfg: TrainConfig, patch=None):
+    """bf16 autocast where `precision` takes it (`patch`: a 3D run's patch, None in 2D)."""
+    return bf16_autocast(device, precision(device, cfg, patch)[0])
+
+
+def bf16_autocast(device: torch.device, bf16: bool):
+    """A fresh context: bf16 autocast on `device`, or nothing."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 def use_channels_last(device: torch.device, cfg: TrainConfig) -> bool:
