@@ -7,12 +7,40 @@ import torch
 
 # Let tests import helpers such as sample_data and killing from this folder.
 sys.path.insert(0, str(Path(__file__).parent))
-# Two intra-op threads for every test (CI has two cores). The fixture below puts this back
-# after any test that changes it (a Trainer sets train.threads), so a result never depends
-# on which test ran before: the order of floating-point reductions follows the thread count.
-THREADS = max(1, min(2, os.cpu_count() or 1))
+# Two intra-op threads for every test (CI has two cores), one per worker when pytest-xdist
+# runs the suite in two processes (`-n 2`), so that the workers do not fight over the cores.
+# The fixture below puts this back after any test that changes it (a Trainer sets
+# train.threads), so a result never depends on which test ran before.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
 torch.set_num_threads(THREADS)
 
+# Tests that run the tutorial notebooks in smoke mode write the same run folders
+# (runs/smoke/<notebook>, started afresh each time): nbval's runs of notebooks/, the smoke
+# book build, JupyterLab's run of notebook 02 and the notebook-setup tests. Under pytest-xdist
+# (`-n 2`) they run on one worker, one after another, and nbval's cells of a notebook in one
+# kernel; every other test file is a unit of its own, so its module fixtures are built once.
+NOTEBOOK_RUNNERS = {"test_browser.py", "test_notebooks_clean.py"}
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it the suite runs serially
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebooksTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            if file.endswith(".ipynb") or Path(file).name in NOTEBOOK_RUNNERS:
+                return "notebooks"
+            return file
+
+    return NotebooksTogether(config, log)
+
+
+@pytest.fixture
+def suite_threads() -> int:
+    """The intra-op thread count every test starts with."""
+    return THREADS
 
 
 @pytest.fixture(autouse=True)
