@@ -188,7 +188,8 @@ class TrainConfig:
     val_every: int = knob(500, "iterations between validations (each saves latest.pt)", COUNT)
     log_every: int = knob(10, "iterations between rows of metrics.jsonl", COUNT)
     amp: Literal["auto", "bf16", "off"] = knob(
-        "auto", "bf16 autocast; auto: on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX), else fp32; "
+        "auto", "bf16 autocast; auto: on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX), else fp32 "
+        "(and for a 3D patch whose VNet meets a feature map 2 voxels deep, e.g. 32 along X: docs/speed.md); "
         "summary.json records the choice")
     channels_last: Literal["auto", "on", "off"] = knob("auto", "NHWC memory layout for 2D; auto: on for CUDA and CPU")
     compile: bool = knob(False, "torch.compile the model for the training step")
