@@ -121,6 +121,8 @@ def test_weak_view_2d_draws_in_the_documented_order():
         j = [j for j, r in enumerate(refl) if np.array_equal(out[i, 0].numpy(), r)]
         hit.setdefault((int(k[i]), int(flip_axis[i])), set()).update(j)
     assert len(hit) == 8 and all(len(v) == 1 for v in hit.values())
+    # The flip axis drawn is the one flipped: for each k, the two axes give two reflections.
+    assert all(hit[(q, 0)] != hit[(q, 1)] for q in range(4))
     assert sorted(np.bincount([next(iter(v)) for v in hit.values()], minlength=4)) == [2, 2, 2, 2]
 
 
@@ -250,10 +252,15 @@ def test_weak_view_3d_draws_in_the_documented_order():
 
 
 # ---------------------------------------------------------------- 3D centre crop
-def test_centre_crop_takes_the_middle_and_pads_the_odd_voxel_after():
-    vol = distinct_volume((11, 5, 8))
-    out = geometric.centre_crop(vol, (8, 8, 8))
-    v = vol[0].numpy()
+@pytest.mark.parametrize("shape, expected", [
     # x: start (11 - 8) // 2 = 1; y: 3 zeros, 1 before and 2 after; z: unchanged.
-    expected = np.pad(v[1:9], [(0, 0), (1, 2), (0, 0)])
-    assert out.shape == (1, 8, 8, 8) and np.array_equal(out[0].numpy(), expected)
+    ((11, 5, 8), lambda v: np.pad(v[1:9], [(0, 0), (1, 2), (0, 0)])),
+    # y: 5 zeros, 2 before and 3 after; x: start 2.
+    ((12, 3, 8), lambda v: np.pad(v[2:10], [(0, 0), (2, 3), (0, 0)])),
+    # nothing to pad: x from 2, y from 1, z whole.
+    ((12, 10, 8), lambda v: v[2:10, 1:9]),
+])
+def test_centre_crop_takes_the_middle_and_pads_the_odd_voxel_after(shape, expected):
+    vol = distinct_volume(shape)
+    out = geometric.centre_crop(vol, (8, 8, 8))
+    assert out.shape == (1, 8, 8, 8) and np.array_equal(out[0].numpy(), expected(vol[0].numpy()))

@@ -174,3 +174,8 @@ def test_box_layouts_are_the_same_draws_written_both_ways():
         expected = official_boxes(40, patch, always, torch.Generator().manual_seed(3), axes)
         assert np.array_equal(layouts[axes].numpy(), expected), axes
     assert all(b.sum() > 0 for b in layouts["clean"])
+    # With CutMix off in the config, and the default seed 0, every sample still gets a box.
+    off = mixing.box_layouts(8, patch, dataclasses.replace(cfg, cutmix=False))
+    expected = official_boxes(8, patch, dataclasses.replace(cfg, cutmix_p=1.0), torch.Generator().manual_seed(0),
+                              "clean")
+    assert np.array_equal(off["clean"].numpy(), expected)
