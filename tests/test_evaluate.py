@@ -192,3 +192,84 @@ def test_a_window_step_of_the_whole_patch_tiles_without_overlap():
     case = Case("v", np.random.default_rng(0).random((1, 32, 32, 16), dtype=np.float32), np.zeros((32, 32, 16), np.uint8), None)
     pred = predict_volume(net, case, (16, 16, 16), (16, 16, 16), 1, torch.device("cpu"))
     assert pred.shape == (32, 32, 16)
+
+
+# ------------------------------------------------------------------ whole cases
+class _Bright(torch.nn.Module):
+    """Logits (B, 2, *spatial) that predict class 1 exactly where the image exceeds 0.5."""
+
+    def forward(self, x):
+        return torch.cat([0.5 - x, x - 0.5], 1)
+
+
+def _square_case(case_id, found_rows):
+    """Two 8x8 slices labelled with a 4x4 square; the image is bright on `found_rows` of
+    its rows, so the prediction finds found_rows x 4 of the 16 pixels."""
+    label = np.zeros((2, 8, 8), np.uint8)
+    label[:, 2:6, 2:6] = 1
+    image = np.zeros((2, 1, 8, 8), np.float32)
+    image[:, 0, 2:2 + found_rows, 2:6] = 1.0
+    return Case(case_id, image, label, (2.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("keep", [False, True, ("b",)])
+def test_evaluate_cases_scores_each_case_and_keeps_the_predictions_asked_for(keep):
+    """2D cases at the training size: Dice and Jaccard per case and their mean, one entry
+    per case in `cases`, the distances only when asked (in mm with the case's spacing),
+    and the predictions of exactly the cases `keep_predictions` names."""
+    from crossmatch_lite.evaluate import evaluate_cases
+
+    cases = [_square_case("a", 3), _square_case("b", 4)]
+    out = evaluate_cases(_Bright(), cases, 2, ["bg", "sq"], 8, torch.device("cpu"), distances=False,
+                         batch=1, keep_predictions=keep)
+    dice_a = 2 * 24 / (24 + 32)  # 12 of 16 pixels found, on each of the two slices
+    assert out["n_cases"] == 2
+    assert out["dice"]["sq"] == pytest.approx((dice_a + 1) / 2) and out["dice"]["mean"] == out["dice"]["sq"]
+    assert out["jaccard"]["mean"] == pytest.approx((0.75 + 1) / 2)
+    assert [c["id"] for c in out["cases"]] == ["a", "b"]
+    assert out["cases"][0]["dice"] == {"sq": pytest.approx(dice_a)} and out["cases"][1]["jaccard"] == {"sq": 1.0}
+    assert set(out["cases"][0]) == {"id", "dice", "jaccard"} and "hd95_vox" not in out
+    kept = {"a", "b"} if keep is True else set(keep or ())
+    if not keep:
+        assert "_predictions" not in out
+    else:
+        assert set(out["_predictions"]) == kept
+        for c in cases:
+            if c.id in kept:
+                assert np.array_equal(out["_predictions"][c.id], c.image[:, 0] > 0.5)
+    with_distances = evaluate_cases(_Bright(), cases, 2, ["bg", "sq"], 8, torch.device("cpu"))
+    # Case a misses the square's last row, 1 voxel (1 mm, along y) from the found part: HD95 1;
+    # case b 0.
+    assert with_distances["n_empty"] == 0 and with_distances["hd95_vox"]["sq"] == pytest.approx(0.5)
+    assert with_distances["hd95_mm"]["sq"] == pytest.approx(0.5)
+    assert with_distances["dice"] == out["dice"]
+
+
+def test_evaluate_cases_slides_the_window_over_3d_cases():
+    """`window` sends a case through the sliding window (patch, stride, downsample): the
+    pointwise model's prediction is the same wherever the windows overlap."""
+    from crossmatch_lite.evaluate import evaluate_cases
+
+    g = np.random.default_rng(0)
+    image = g.random((1, 8, 8, 4), dtype=np.float32)
+    label = (image[0] > 0.5).astype(np.uint8)
+    label[0] = 0  # one slab missed by the label: false alarms there
+    case = Case("v", image, label, (1.0, 1.0, 1.0))
+    out = evaluate_cases(_Bright(), [case], 2, ["bg", "fg"], 0, torch.device("cpu"), distances=False,
+                         keep_predictions=True, window={"patch": (4, 4, 4), "stride": (2, 2, 2), "downsample": 1})
+    pred = out["_predictions"]["v"]
+    assert pred.shape == (8, 8, 4) and np.array_equal(pred, image[0] > 0.5)
+    tp, fp = int(label.sum()), int((image[0, 0] > 0.5).sum())
+    assert out["dice"]["fg"] == pytest.approx(2 * tp / (2 * tp + fp))
+
+
+def test_window_overlap_makes_monai_step_by_the_stride():
+    """MONAI steps a window by int(roi * (1 - overlap)): the overlap handed to it gives
+    steps of exactly the stride, and none below zero."""
+    from crossmatch_lite.evaluate import window_overlap
+
+    patch, stride = (112, 112, 80), (18, 18, 4)  # the official LA window
+    overlap = window_overlap(patch, stride)
+    assert [int(p * (1 - o)) for p, o in zip(patch, overlap)] == list(stride)
+    assert overlap == pytest.approx([1 - 18.5 / 112, 1 - 18.5 / 112, 1 - 4.5 / 80])
+    assert window_overlap((4, 8), (5, 4)) == [0.0, pytest.approx(1 - 4.5 / 8)]  # a step past the window: 0
