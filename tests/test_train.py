@@ -402,3 +402,18 @@ def test_precise_statistics_are_recomputed_on_the_images_the_run_learns_from(tmp
     assert all(torch.equal(got_bn[k], v) for k, v in want_bn.items())
     assert any(not torch.equal(got_bn[k], v) for k, v in trainer.model.state_dict().items() if "running" in k)
     assert trainer.eval_model("running") is trainer.model and trainer.eval_model() is trainer.model
+
+
+def test_3d_evaluation_slides_the_run_s_window_over_each_case(tmp_path):
+    """A 3D run scores its cases through the sliding window of its patch, eval.stride and
+    data.downsample: the same predictions as evaluate_cases handed that window."""
+    cfg = load_config("configs/toy_la.yaml", ["train.threads=1", "train.progress=false", "train.amp=off",
+                                              "model.channels=[2,4,8,16,32]", "eval.stride=[8,8,4]"])
+    trainer = Trainer(cfg, tmp_path / "run")
+    cases, d = trainer.data.val_cases[:1], trainer.data
+    got = trainer.evaluate(cases, keep_predictions=True)
+    window = {"patch": (32, 32, 16), "stride": (8, 8, 4), "downsample": d.downsample}
+    want = evaluate_cases(trainer.model, cases, d.num_classes, d.class_names, cfg.data.size, torch.device("cpu"),
+                          distances=False, keep_predictions=True, window=window)
+    assert np.array_equal(got["_predictions"][cases[0].id], want["_predictions"][cases[0].id])
+    assert got["dice"] == want["dice"] and got["cases"] == want["cases"]
