@@ -3,7 +3,10 @@ composes the family modules in the order its docstring states, for 2D images and
 volumes, with a second source batch and with the batch rolled by one. Exact resume
 depends on that order; the resume tests run the same code on both sides and the official
 ACDC replay (tests/test_official_replay.py) keeps its views and boxes in separate
-queues, so neither notices the views and boxes drawn in another order: this test does."""
+queues, so neither notices the views and boxes drawn in another order: this test does.
+The views objects of views_for hand the family functions the batch, its labels, geometry,
+device and the run's generator, keep the training set on the device, and give the BatchNorm
+inputs and the evaluation window."""
 from __future__ import annotations
 
 import numpy as np
