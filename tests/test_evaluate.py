@@ -2,7 +2,9 @@
 counted and, in the penalised figures, scored as the image diagonal. Predictions are those
 of the model in eval mode (running BatchNorm statistics, no dropout), whatever mode it is
 handed in: the same on every call, equal to one whole-input forward pass where a single
-window covers the volume, and the running statistics are left untouched."""
+window covers the volume, and the running statistics are left untouched. Whole cases
+(evaluate_cases): per-case and mean scores of a model whose prediction is known pixel by
+pixel, the predictions kept for the cases asked for, and the window steps MONAI is handed."""
 import copy
 
 import numpy as np
