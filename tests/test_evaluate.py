@@ -244,7 +244,35 @@ def test_evaluate_cases_scores_each_case_and_keeps_the_predictions_asked_for(kee
     # case b 0.
     assert with_distances["n_empty"] == 0 and with_distances["hd95_vox"]["sq"] == pytest.approx(0.5)
     assert with_distances["hd95_mm"]["sq"] == pytest.approx(0.5)
-    assert with_distances["dice"] == out["dice"]
+    assert with_distances["dice"] == out["dice"] and "_predictions" not in with_distances
+
+
+class _SaysBf16(torch.nn.Module):
+    """Predicts class 1 everywhere when its convolution runs under bf16 autocast, else 0."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.conv = (torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d)(1, 1, 1)
+
+    def forward(self, x):
+        bf16 = self.conv(x).dtype == torch.bfloat16
+        ones, zeros = torch.ones_like(x), torch.zeros_like(x)
+        return torch.cat([zeros, ones] if bf16 else [ones, zeros], 1).float()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_evaluate_cases_predicts_under_the_autocast_it_is_handed(dims):
+    from crossmatch_lite.evaluate import evaluate_cases
+
+    if dims == 2:
+        case, window = _square_case("a", 4), None
+    else:
+        case = Case("v", np.zeros((1, 8, 8, 4), np.float32), np.zeros((8, 8, 4), np.uint8), None)
+        window = {"patch": (4, 4, 4), "stride": (4, 4, 4), "downsample": 1}
+    for autocast, expected in ((torch.autocast("cpu", dtype=torch.bfloat16), 1), (None, 0)):
+        out = evaluate_cases(_SaysBf16(dims), [case], 2, ["bg", "fg"], 8, torch.device("cpu"), distances=False,
+                             autocast=autocast, keep_predictions=True, window=window)
+        assert np.all(out["_predictions"][case.id] == expected), autocast
 
 
 def test_evaluate_cases_slides_the_window_over_3d_cases():
