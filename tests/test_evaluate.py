@@ -6,6 +6,7 @@ window covers the volume, and the running statistics are left untouched. Whole c
 (evaluate_cases): per-case and mean scores of a model whose prediction is known pixel by
 pixel, the predictions kept for the cases asked for, and the window steps MONAI is handed."""
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -64,6 +65,18 @@ def test_empty_prediction_is_counted_and_penalised_with_the_diagonal():
     assert summary["hd95_mm_pen"]["b"] == pytest.approx(diagonal_mm / 2)
 
 
+def test_a_2d_image_is_scored_in_2d_with_the_in_plane_spacing():
+    """An image (1, H, W) is scored in 2D, in mm with the last two entries of its spacing:
+    a row missed along H (2 mm a pixel) is 1 pixel and 2 mm away."""
+    label = np.zeros((1, 12, 12), np.uint8)
+    label[0, 3:9, 3:9] = 1
+    pred = label.copy()
+    pred[0, 8] = 0
+    s = case_scores(pred, label, 2, spacing=(7.0, 2.0, 0.5))
+    assert s["hd95_vox"][0] == pytest.approx(1.0) and s["hd95_mm"][0] == pytest.approx(2.0)
+    assert s["hd95_mm_pen"][0] == pytest.approx(2.0)
+
+
 def test_both_empty_is_neither_counted_nor_penalised():
     label = np.zeros((2, 16, 16), np.uint8)
     label[:, 4:9, 4:9] = 1
@@ -112,7 +125,10 @@ def test_class_absent_from_both_is_left_out_of_the_dice_mean():
     # A class no case has: its mean is over nothing, None like every other undefined mean.
     empty = summarise([{"scores": s}], ["bg", "a", "b"])
     assert empty["dice"]["b"] is None and empty["dice"]["mean"] == pytest.approx(1.0)
-    nothing = summarise([{"scores": case_scores(0 * label, 0 * label, 3, None, distances=False)}], ["bg", "a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a mean over nothing is None, without numpy's warning
+        nothing = summarise([{"scores": case_scores(0 * label, 0 * label, 3, None, distances=False)}],
+                            ["bg", "a", "b"])
     assert nothing["dice"] == {"a": None, "b": None, "mean": None}
 
 
