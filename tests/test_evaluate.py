@@ -121,7 +121,7 @@ def test_class_absent_from_both_is_left_out_of_the_dice_mean():
     assert summary["dice"]["b"] == pytest.approx(2 / 3)  # not (2/3 + 1) / 2
     assert summary["dice"]["mean"] == pytest.approx((1 + 2 / 3) / 2)
     false_alarm = case_scores(label, only_a, 3, spacing=None, distances=False)
-    assert false_alarm["dice"][1] == 0.0
+    assert false_alarm["dice"][1] == 0.0 and false_alarm["jaccard"][1] == 0.0
     # A class no case has: its mean is over nothing, None like every other undefined mean.
     empty = summarise([{"scores": s}], ["bg", "a", "b"])
     assert empty["dice"]["b"] is None and empty["dice"]["mean"] == pytest.approx(1.0)
