@@ -45,6 +45,10 @@ def test_asd_pools_both_directions():
     assert abs(pooled - mean_of_means) > 1.0  # the two definitions really differ here
     s = case_scores(pred, label, 2, spacing=None)
     assert s["asd_vox"][0] == pytest.approx(pooled, rel=1e-5)
+    # HD95: the larger of the two directed 95th percentiles (not the 96th: they differ here).
+    assert np.percentile(d_pl, 96) != pytest.approx(np.percentile(d_pl, 95), rel=1e-3)
+    assert s["hd95_vox"][0] == pytest.approx(max(np.percentile(d_pl, 95), np.percentile(d_lp, 95)), rel=1e-5)
+    assert "hd95_mm" not in s and "asd_mm_pen" not in s  # no spacing, no millimetres
 
 
 def test_empty_prediction_is_counted_and_penalised_with_the_diagonal():
@@ -75,6 +79,11 @@ def test_a_2d_image_is_scored_in_2d_with_the_in_plane_spacing():
     s = case_scores(pred, label, 2, spacing=(7.0, 2.0, 0.5))
     assert s["hd95_vox"][0] == pytest.approx(1.0) and s["hd95_mm"][0] == pytest.approx(2.0)
     assert s["hd95_mm_pen"][0] == pytest.approx(2.0)
+    # ASD pools the edge-to-edge distances of both directions, measured in mm.
+    edges = [_edges(m[0] == 1) * np.array([2.0, 0.5]) for m in (pred, label)]
+    d = [np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1)).min(1) for a, b in (edges, edges[::-1])]
+    assert s["asd_mm"][0] == pytest.approx(np.concatenate(d).mean(), rel=1e-5)
+    assert s["asd_mm"][0] != pytest.approx(s["asd_vox"][0], rel=1e-2)
 
 
 def test_both_empty_is_neither_counted_nor_penalised():
