@@ -76,6 +76,7 @@ def test_2d_store_stacks_the_images_and_gathers_the_indexed_ones():
     for batch in (views.gather(store, idx), views.bn_images(store, idx)):
         assert batch[:, 0, 0, 0].tolist() == [3.0, 0.0, 3.0] and batch.shape == (3, 1, 4, 4)
     assert views.window((5, 5, 5), 2) is None
+    assert views.store(images, "meta").device.type == "meta"
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -119,6 +120,7 @@ def test_3d_views_weak_views_store_centre_patches_and_window():
     arrays = [v.numpy() for v in vols]
     store = views.store(arrays, "cpu")
     assert isinstance(store, list) and len(store) == 3 and all(torch.equal(s, v) for s, v in zip(store, vols))
+    assert [t.device.type for t in views.store(arrays, "meta")] == ["meta"] * 3
     assert [t.shape for t in views.gather(store, np.array([2, 0]))] == [vols[2].shape, vols[0].shape]
     assert all(a is store[i] for a, i in zip(views.gather(store, np.array([2, 0])), (2, 0)))
     bn = views.bn_images(store, np.array([2, 0]))
