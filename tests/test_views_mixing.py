@@ -179,3 +179,15 @@ def test_box_layouts_are_the_same_draws_written_both_ways():
     expected = official_boxes(8, patch, dataclasses.replace(cfg, cutmix_p=1.0), torch.Generator().manual_seed(0),
                               "clean")
     assert np.array_equal(off["clean"].numpy(), expected)
+
+
+def test_a_3d_box_never_spans_a_whole_side_of_the_patch():
+    """The official sampler draws the ratio again until each side is strictly below the
+    patch's: in a 4-voxel patch with 90 % of its volume drawn, a side of 4 comes up often
+    and is never kept (its corner range [0, 0) would be empty)."""
+    patch = (4, 4, 4)
+    cfg = la_image_cfg(cutmix_p=1.0, cutmix_area=(0.9, 0.9), cutmix_box_axes="clean")
+    boxes = mixing.cutmix_boxes_3d(60, patch, cfg, torch.Generator().manual_seed(0))
+    for box in boxes.numpy():
+        extents = [int(box.any(axis=tuple(a for a in range(3) if a != axis)).sum()) for axis in range(3)]
+        assert all(0 < e < 4 for e in extents), extents
