@@ -9,6 +9,8 @@ device and the run's generator, keep the training set on the device, and give th
 inputs and the evaluation window."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +130,21 @@ def test_3d_views_weak_views_store_centre_patches_and_window():
     assert torch.equal(bn[0], geometric.centre_crop(vols[2].float(), patch))
     assert torch.equal(bn[1], geometric.centre_crop(vols[0].float(), patch))
     assert views.window([3, 3, 1], 2) == {"patch": patch, "stride": (3, 3, 1), "downsample": 2}
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_make_unlabeled_views_reads_the_geometry_off_the_batch_and_keeps_its_inputs(dims):
+    """Without `views`, the views are those of u_w's own geometry (3D: its shape is the
+    patch); u_w and m_w come back as given; with perturb.image.enabled off, no strong view."""
+    g0 = torch.Generator().manual_seed(9)
+    if dims == 2:
+        cfg, shape, patch = ImagePerturbConfig(cutmix_p=0.9), (3, 1, 16, 16), None
+    else:
+        cfg, shape, patch = la_image_cfg(cutmix_p=0.9), (3, 1, 12, 12, 8), (12, 12, 8)
+    u, m = torch.rand(shape, generator=g0), torch.rand(shape, generator=g0)
+    given = make_unlabeled_views(u, m, cfg, torch.Generator().manual_seed(0), views_for(dims, patch))
+    default = make_unlabeled_views(u, m, cfg, torch.Generator().manual_seed(0))
+    assert default.u_w is u and default.m_w is m and len(default.strong) == len(default.boxes) == 2
+    assert all(torch.equal(a, b) for a, b in zip(given.strong + given.boxes, default.strong + default.boxes))
+    off = make_unlabeled_views(u, m, dataclasses.replace(cfg, enabled=False), torch.Generator().manual_seed(0))
+    assert off.strong == [] and off.boxes == [] and off.u_w is u and off.m_w is m
