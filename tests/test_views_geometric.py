@@ -273,15 +273,17 @@ def test_weak_view_3d_draws_in_the_documented_order():
 
 
 # ---------------------------------------------------------------- 3D centre crop
-@pytest.mark.parametrize("shape, expected", [
+@pytest.mark.parametrize("shape, patch, expected", [
     # x: start (11 - 8) // 2 = 1; y: 3 zeros, 1 before and 2 after; z: unchanged.
-    ((11, 5, 8), lambda v: np.pad(v[1:9], [(0, 0), (1, 2), (0, 0)])),
+    ((11, 5, 8), (8, 8, 8), lambda v: np.pad(v[1:9], [(0, 0), (1, 2), (0, 0)])),
     # y: 5 zeros, 2 before and 3 after; x: start 2.
-    ((12, 3, 8), lambda v: np.pad(v[2:10], [(0, 0), (2, 3), (0, 0)])),
+    ((12, 3, 8), (8, 8, 8), lambda v: np.pad(v[2:10], [(0, 0), (2, 3), (0, 0)])),
+    # y: 12 zeros, 6 on each side.
+    ((8, 4, 8), (8, 16, 8), lambda v: np.pad(v, [(0, 0), (6, 6), (0, 0)])),
     # nothing to pad: x from 2, y from 1, z whole.
-    ((12, 10, 8), lambda v: v[2:10, 1:9]),
+    ((12, 10, 8), (8, 8, 8), lambda v: v[2:10, 1:9]),
 ])
-def test_centre_crop_takes_the_middle_and_pads_the_odd_voxel_after(shape, expected):
+def test_centre_crop_takes_the_middle_and_pads_the_odd_voxel_after(shape, patch, expected):
     vol = distinct_volume(shape)
-    out = geometric.centre_crop(vol, (8, 8, 8))
-    assert out.shape == (1, 8, 8, 8) and np.array_equal(out[0].numpy(), expected(vol[0].numpy()))
+    out = geometric.centre_crop(vol, patch)
+    assert out.shape == (1, *patch) and np.array_equal(out[0].numpy(), expected(vol[0].numpy()))
