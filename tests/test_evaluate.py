@@ -2,8 +2,11 @@
 counted and, in the penalised figures, scored as the image diagonal. Predictions are those
 of the model in eval mode (running BatchNorm statistics, no dropout), whatever mode it is
 handed in: the same on every call, equal to one whole-input forward pass where a single
-window covers the volume, and the running statistics are left untouched."""
+window covers the volume, and the running statistics are left untouched. Whole cases
+(evaluate_cases): per-case and mean scores of a model whose prediction is known pixel by
+pixel, the predictions kept for the cases asked for, and the window steps MONAI is handed."""
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -42,6 +45,10 @@ def test_asd_pools_both_directions():
     assert abs(pooled - mean_of_means) > 1.0  # the two definitions really differ here
     s = case_scores(pred, label, 2, spacing=None)
     assert s["asd_vox"][0] == pytest.approx(pooled, rel=1e-5)
+    # HD95: the larger of the two directed 95th percentiles (not the 96th: they differ here).
+    assert np.percentile(d_pl, 96) != pytest.approx(np.percentile(d_pl, 95), rel=1e-3)
+    assert s["hd95_vox"][0] == pytest.approx(max(np.percentile(d_pl, 95), np.percentile(d_lp, 95)), rel=1e-5)
+    assert "hd95_mm" not in s and "asd_mm_pen" not in s  # no spacing, no millimetres
 
 
 def test_empty_prediction_is_counted_and_penalised_with_the_diagonal():
@@ -60,6 +67,23 @@ def test_empty_prediction_is_counted_and_penalised_with_the_diagonal():
     assert summary["n_empty"] == 1 and summary["n_empty_per_class"] == {"a": 0, "b": 1}
     assert summary["hd95_mm"]["b"] == pytest.approx(0.0)  # without the empty case: flattering
     assert summary["hd95_mm_pen"]["b"] == pytest.approx(diagonal_mm / 2)
+
+
+def test_a_2d_image_is_scored_in_2d_with_the_in_plane_spacing():
+    """An image (1, H, W) is scored in 2D, in mm with the last two entries of its spacing:
+    a row missed along H (2 mm a pixel) is 1 pixel and 2 mm away."""
+    label = np.zeros((1, 12, 12), np.uint8)
+    label[0, 3:9, 3:9] = 1
+    pred = label.copy()
+    pred[0, 8] = 0
+    s = case_scores(pred, label, 2, spacing=(7.0, 2.0, 0.5))
+    assert s["hd95_vox"][0] == pytest.approx(1.0) and s["hd95_mm"][0] == pytest.approx(2.0)
+    assert s["hd95_mm_pen"][0] == pytest.approx(2.0)
+    # ASD pools the edge-to-edge distances of both directions, measured in mm.
+    edges = [_edges(m[0] == 1) * np.array([2.0, 0.5]) for m in (pred, label)]
+    d = [np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1)).min(1) for a, b in (edges, edges[::-1])]
+    assert s["asd_mm"][0] == pytest.approx(np.concatenate(d).mean(), rel=1e-5)
+    assert s["asd_mm"][0] != pytest.approx(s["asd_vox"][0], rel=1e-2)
 
 
 def test_both_empty_is_neither_counted_nor_penalised():
@@ -106,11 +130,14 @@ def test_class_absent_from_both_is_left_out_of_the_dice_mean():
     assert summary["dice"]["b"] == pytest.approx(2 / 3)  # not (2/3 + 1) / 2
     assert summary["dice"]["mean"] == pytest.approx((1 + 2 / 3) / 2)
     false_alarm = case_scores(label, only_a, 3, spacing=None, distances=False)
-    assert false_alarm["dice"][1] == 0.0
+    assert false_alarm["dice"][1] == 0.0 and false_alarm["jaccard"][1] == 0.0
     # A class no case has: its mean is over nothing, None like every other undefined mean.
     empty = summarise([{"scores": s}], ["bg", "a", "b"])
     assert empty["dice"]["b"] is None and empty["dice"]["mean"] == pytest.approx(1.0)
-    nothing = summarise([{"scores": case_scores(0 * label, 0 * label, 3, None, distances=False)}], ["bg", "a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a mean over nothing is None, without numpy's warning
+        nothing = summarise([{"scores": case_scores(0 * label, 0 * label, 3, None, distances=False)}],
+                            ["bg", "a", "b"])
     assert nothing["dice"] == {"a": None, "b": None, "mean": None}
 
 
@@ -192,3 +219,112 @@ def test_a_window_step_of_the_whole_patch_tiles_without_overlap():
     case = Case("v", np.random.default_rng(0).random((1, 32, 32, 16), dtype=np.float32), np.zeros((32, 32, 16), np.uint8), None)
     pred = predict_volume(net, case, (16, 16, 16), (16, 16, 16), 1, torch.device("cpu"))
     assert pred.shape == (32, 32, 16)
+
+
+# ------------------------------------------------------------------ whole cases
+class _Bright(torch.nn.Module):
+    """Logits (B, 2, *spatial) that predict class 1 exactly where the image exceeds 0.5."""
+
+    def forward(self, x):
+        return torch.cat([0.5 - x, x - 0.5], 1)
+
+
+def _square_case(case_id, found_rows):
+    """Two 8x8 slices labelled with a 4x4 square; the image is bright on `found_rows` of
+    its rows, so the prediction finds found_rows x 4 of the 16 pixels."""
+    label = np.zeros((2, 8, 8), np.uint8)
+    label[:, 2:6, 2:6] = 1
+    image = np.zeros((2, 1, 8, 8), np.float32)
+    image[:, 0, 2:2 + found_rows, 2:6] = 1.0
+    return Case(case_id, image, label, (2.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("keep", [False, True, ("b",)])
+def test_evaluate_cases_scores_each_case_and_keeps_the_predictions_asked_for(keep):
+    """2D cases at the training size: Dice and Jaccard per case and their mean, one entry
+    per case in `cases`, the distances only when asked (in mm with the case's spacing),
+    and the predictions of exactly the cases `keep_predictions` names."""
+    from crossmatch_lite.evaluate import evaluate_cases
+
+    cases = [_square_case("a", 3), _square_case("b", 4)]
+    out = evaluate_cases(_Bright(), cases, 2, ["bg", "sq"], 8, torch.device("cpu"), distances=False,
+                         batch=1, keep_predictions=keep)
+    dice_a = 2 * 24 / (24 + 32)  # 12 of 16 pixels found, on each of the two slices
+    assert out["n_cases"] == 2
+    assert out["dice"]["sq"] == pytest.approx((dice_a + 1) / 2) and out["dice"]["mean"] == out["dice"]["sq"]
+    assert out["jaccard"]["mean"] == pytest.approx((0.75 + 1) / 2)
+    assert [c["id"] for c in out["cases"]] == ["a", "b"]
+    assert out["cases"][0]["dice"] == {"sq": pytest.approx(dice_a)} and out["cases"][1]["jaccard"] == {"sq": 1.0}
+    assert set(out["cases"][0]) == {"id", "dice", "jaccard"} and "hd95_vox" not in out
+    kept = {"a", "b"} if keep is True else set(keep or ())
+    if not keep:
+        assert "_predictions" not in out
+    else:
+        assert set(out["_predictions"]) == kept
+        for c in cases:
+            if c.id in kept:
+                assert np.array_equal(out["_predictions"][c.id], c.image[:, 0] > 0.5)
+    with_distances = evaluate_cases(_Bright(), cases, 2, ["bg", "sq"], 8, torch.device("cpu"))
+    # Case a misses the square's last row, 1 voxel (1 mm, along y) from the found part: HD95 1;
+    # case b 0.
+    assert with_distances["n_empty"] == 0 and with_distances["hd95_vox"]["sq"] == pytest.approx(0.5)
+    assert with_distances["hd95_mm"]["sq"] == pytest.approx(0.5)
+    assert with_distances["dice"] == out["dice"] and "_predictions" not in with_distances
+
+
+class _SaysBf16(torch.nn.Module):
+    """Predicts class 1 everywhere when its convolution runs under bf16 autocast, else 0."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.conv = (torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d)(1, 1, 1)
+
+    def forward(self, x):
+        bf16 = self.conv(x).dtype == torch.bfloat16
+        ones, zeros = torch.ones_like(x), torch.zeros_like(x)
+        return torch.cat([zeros, ones] if bf16 else [ones, zeros], 1).float()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_evaluate_cases_predicts_under_the_autocast_it_is_handed(dims):
+    from crossmatch_lite.evaluate import evaluate_cases
+
+    if dims == 2:
+        case, window = _square_case("a", 4), None
+    else:
+        case = Case("v", np.zeros((1, 8, 8, 4), np.float32), np.zeros((8, 8, 4), np.uint8), None)
+        window = {"patch": (4, 4, 4), "stride": (4, 4, 4), "downsample": 1}
+    for autocast, expected in ((torch.autocast("cpu", dtype=torch.bfloat16), 1), (None, 0)):
+        out = evaluate_cases(_SaysBf16(dims), [case], 2, ["bg", "fg"], 8, torch.device("cpu"), distances=False,
+                             autocast=autocast, keep_predictions=True, window=window)
+        assert np.all(out["_predictions"][case.id] == expected), autocast
+
+
+def test_evaluate_cases_slides_the_window_over_3d_cases():
+    """`window` sends a case through the sliding window (patch, stride, downsample): the
+    pointwise model's prediction is the same wherever the windows overlap."""
+    from crossmatch_lite.evaluate import evaluate_cases
+
+    g = np.random.default_rng(0)
+    image = g.random((1, 8, 8, 4), dtype=np.float32)
+    label = (image[0] > 0.5).astype(np.uint8)
+    label[0] = 0  # one slab missed by the label: false alarms there
+    case = Case("v", image, label, (1.0, 1.0, 1.0))
+    out = evaluate_cases(_Bright(), [case], 2, ["bg", "fg"], 0, torch.device("cpu"), distances=False,
+                         keep_predictions=True, window={"patch": (4, 4, 4), "stride": (2, 2, 2), "downsample": 1})
+    pred = out["_predictions"]["v"]
+    assert pred.shape == (8, 8, 4) and np.array_equal(pred, image[0] > 0.5)
+    tp, fp = int(label.sum()), int((image[0, 0] > 0.5).sum())
+    assert out["dice"]["fg"] == pytest.approx(2 * tp / (2 * tp + fp))
+
+
+def test_window_overlap_makes_monai_step_by_the_stride():
+    """MONAI steps a window by int(roi * (1 - overlap)): the overlap handed to it gives
+    steps of exactly the stride, and none below zero."""
+    from crossmatch_lite.evaluate import window_overlap
+
+    patch, stride = (112, 112, 80), (18, 18, 4)  # the official LA window
+    overlap = window_overlap(patch, stride)
+    assert [int(p * (1 - o)) for p, o in zip(patch, overlap)] == list(stride)
+    assert overlap == pytest.approx([1 - 18.5 / 112, 1 - 18.5 / 112, 1 - 4.5 / 80])
+    assert window_overlap((4, 8), (5, 4)) == [0.0, pytest.approx(1 - 4.5 / 8)]  # a step past the window: 0

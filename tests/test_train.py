@@ -12,6 +12,8 @@ from crossmatch_lite.__main__ import main
 from crossmatch_lite.config import load_config, to_dict
 from crossmatch_lite.crossmatch_step import StepOutput
 from crossmatch_lite.data import Case, SegData, load_data
+from crossmatch_lite.batchnorm import recompute_statistics
+from crossmatch_lite.evaluate import evaluate_cases
 from crossmatch_lite.train import RunMismatch, Trainer, TrainingDiverged, train
 
 # One fixed thread: the exact-resume test compares weights bit for bit, and the default
@@ -173,17 +175,20 @@ def _squares(n, seed, size=32):
     return images, labels
 
 
-def _disagreeing_data(events):
+def _disagreeing_data(events, n_unlabeled=0):
     """A 2-class set whose test cases are the val images with the masks inverted: the
-    better a checkpoint is on val, the worse it is on test."""
+    better a checkpoint is on val, the worse it is on test. The last `n_unlabeled` of the
+    16 training images are the unlabeled ones."""
     images, labels = _squares(16, seed=0)
     v_img, v_lab = _squares(4, seed=1)
     val = [Case(f"v{i}", v_img[2 * i:2 * i + 2], v_lab[2 * i:2 * i + 2], None) for i in range(2)]
     test = [Case(f"t{i}", c.image, 1 - c.label, None) for i, c in enumerate(val)]
-    split = {"dataset": "squares", "labeled": [f"s{i}" for i in range(16)], "unlabeled": [],
-             "val": ["v0", "v1"], "test": ["t0", "t1"]}
+    n = 16 - n_unlabeled
+    split = {"dataset": "squares", "labeled": [f"s{i}" for i in range(n)],
+             "unlabeled": [f"s{i}" for i in range(n, 16)], "val": ["v0", "v1"], "test": ["t0", "t1"]}
     return SegData("squares", 2, 1, ["background", "square"], images.astype(np.float16), labels,
-                   np.arange(16), np.arange(0), _ReadLog(val, "val", events), _ReadLog(test, "test", events), split)
+                   np.arange(n), np.arange(n, 16), _ReadLog(val, "val", events), _ReadLog(test, "test", events),
+                   split)
 
 
 def test_checkpoint_is_chosen_on_val_and_test_is_scored_once_after_training(tmp_path):
@@ -265,3 +270,150 @@ def test_a_validation_that_only_ties_keeps_the_earlier_best(tmp_path):
     assert [r["val_dice"] for r in rows if "val_dice" in r] == [0.0, 0.0, 0.0]
     assert summary["best_iteration"] == 2
     assert torch.load(tmp_path / "run" / "best.pt", weights_only=False)["iteration"] == 2
+
+
+# ---------------------------------------------------------------- the final evaluation
+# bf16 autocast (emulated on CPUs without it) so that a score computed without the run's
+# autocast differs from the run's own.
+FINISH = TINY + ["train.amp=bf16", "train.batch_size=4", "eval.precise_bn_batches=3",
+                 "eval.precise_bn_batch_size=4"]
+
+
+def _scores_by_hand(trainer, weights, bn, cases, distances):
+    """What the final evaluation must give for `weights` under `bn` statistics: the model
+    with those weights (precise: BatchNorm statistics recomputed on the images the run
+    learns from, seeded by train.seed), scored by evaluate_cases with the run's autocast."""
+    cfg, d = trainer.cfg, trainer.data
+    model = copy.deepcopy(trainer.model)
+    model.load_state_dict(weights)
+    bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    if bn == "precise":
+        idx = np.concatenate([d.labeled_idx, d.unlabeled_idx]) if trainer.plan.unlabeled else d.labeled_idx
+        model = recompute_statistics(model, torch.from_numpy(d.train_images[idx]), cfg.eval.precise_bn_batches,
+                                     cfg.eval.precise_bn_batch_size, seed=cfg.train.seed, autocast=bf16())
+    return evaluate_cases(model, cases, d.num_classes, d.class_names, cfg.data.size, torch.device("cpu"),
+                          distances=distances, batch=cfg.eval.batch_slices, autocast=bf16())
+
+
+def _spy_evaluations(monkeypatch):
+    """The (case ids, distances) of every evaluate_cases call the trainer makes."""
+    calls, real = [], train_mod.evaluate_cases
+
+    def spy(model, cases, *args, distances=True, **kwargs):
+        calls.append(([c.id for c in cases], distances))
+        return real(model, cases, *args, distances=distances, **kwargs)
+
+    monkeypatch.setattr(train_mod, "evaluate_cases", spy)
+    return calls
+
+
+def _assert_written(trainer, summary):
+    written = json.loads((trainer.out / "summary.json").read_text())
+    assert written == json.loads(json.dumps(summary))
+
+
+def test_finish_scores_best_and_latest_under_both_statistics_and_headlines_best(tmp_path, monkeypatch):
+    """best.pt (iteration 3: the later validation only ties) and the latest weights
+    (iteration 6) are each scored on val (no distances) and on test (eval.distances) with
+    running and with precise statistics; the headline is best.pt under eval.bn."""
+    data = _disagreeing_data([], n_unlabeled=8)
+    for c in data.val_cases:
+        c.label[:] = 0  # every validation scores 0: the first one stays best
+    cfg = load_config("configs/supervised.yaml", FINISH + ["train.iterations=6", "train.val_every=3",
+                                                          "train.lr=0.05", "eval.distances=true"])
+    trainer = Trainer(cfg, tmp_path / "run", data=data)
+    calls = _spy_evaluations(monkeypatch)
+    summary = trainer.run()
+    assert summary["best_iteration"] == 3 and summary["iterations"] == 6
+    final = calls[2:]  # after the two validations
+    assert calls[:2] == [(["v0", "v1"], False)] * 2
+    assert final == [(["v0", "v1"], False), (["t0", "t1"], True)] * 4
+    ev = summary["evaluations"]
+    assert set(ev) == {"best_running", "best_precise", "latest_running", "latest_precise"}
+    weights = {"best": torch.load(trainer.folder.best)["model"], "latest": torch.load(trainer.folder.latest)["model"]}
+    for which, w in weights.items():
+        for bn in ("running", "precise"):
+            assert ev[f"{which}_{bn}"]["val"] == _scores_by_hand(trainer, w, bn, data.val_cases, False), (which, bn)
+            assert ev[f"{which}_{bn}"]["test"] == _scores_by_hand(trainer, w, bn, data.test_cases, True), (which, bn)
+    assert ev["best_running"]["test"] != ev["latest_running"]["test"]
+    assert ev["best_precise"]["test"] != ev["best_running"]["test"]
+    assert summary["headline"] == "best_running"
+    assert summary["val"] == ev["best_running"]["val"] and summary["test"] == ev["best_running"]["test"]
+    _assert_written(trainer, summary)
+
+
+def test_finish_scores_the_weights_of_the_last_validation_once(tmp_path, monkeypatch):
+    """When best.pt is the last iteration's weights, latest is not evaluated again: its
+    entries are best's. The headline follows eval.bn=precise."""
+    data = _disagreeing_data([], n_unlabeled=8)
+    cfg = load_config("configs/supervised.yaml", FINISH + ["train.iterations=2", "train.val_every=2",
+                                                          "eval.distances=false", "eval.bn=precise"])
+    trainer = Trainer(cfg, tmp_path / "run", data=data)
+    calls = _spy_evaluations(monkeypatch)
+    summary = trainer.run()
+    assert summary["best_iteration"] == summary["iterations"] == 2
+    assert calls == [(["v0", "v1"], False)] + [(["v0", "v1"], False), (["t0", "t1"], False)] * 2
+    ev = summary["evaluations"]
+    best = torch.load(trainer.folder.best)["model"]
+    for bn in ("running", "precise"):
+        assert ev[f"best_{bn}"]["test"] == _scores_by_hand(trainer, best, bn, data.test_cases, False), bn
+        assert ev[f"latest_{bn}"] == ev[f"best_{bn}"], bn
+    assert summary["headline"] == "best_precise"
+    assert summary["val"] == ev["best_precise"]["val"] and summary["test"] == ev["best_precise"]["test"]
+    _assert_written(trainer, summary)
+
+
+def test_finish_without_best_pt_headlines_the_latest_weights(tmp_path):
+    """A trainer stepped by hand (a notebook) has no validation and so no best.pt: finish
+    scores the latest weights, headlines them and leaves them in the model."""
+    data = _disagreeing_data([], n_unlabeled=8)
+    cfg = load_config("configs/supervised.yaml", FINISH + ["eval.distances=false"])
+    trainer = Trainer(cfg, tmp_path / "run", data=data)
+    trainer.train_step()
+    trainer.train_step()
+    latest = copy.deepcopy(trainer.model.state_dict())
+    summary = trainer.finish()
+    ev = summary["evaluations"]
+    assert summary["headline"] == "latest_running" and set(ev) == {"latest_running", "latest_precise"}
+    for bn in ("running", "precise"):
+        assert ev[f"latest_{bn}"]["val"] == _scores_by_hand(trainer, latest, bn, data.val_cases, False), bn
+    assert summary["test"] == ev["latest_running"]["test"] and summary["val"] == ev["latest_running"]["val"]
+    assert all(torch.equal(v, latest[k]) for k, v in trainer.model.state_dict().items())
+    _assert_written(trainer, summary)
+
+
+@pytest.mark.parametrize("preset", ["supervised", "crossmatch"])
+def test_precise_statistics_are_recomputed_on_the_images_the_run_learns_from(tmp_path, preset):
+    """eval_model("precise"): a copy whose BatchNorm statistics are recompute_statistics' on
+    the labeled images (supervised) or the labeled and unlabeled ones (crossmatch), with
+    eval.precise_bn_*, train.seed and the run's autocast; "running" is the model itself."""
+    data = _disagreeing_data([], n_unlabeled=8)
+    trainer = Trainer(load_config(f"configs/{preset}.yaml", FINISH), tmp_path / "run", data=data)
+    trainer.train_step()
+    got = trainer.eval_model("precise")
+    want = copy.deepcopy(trainer.model)
+    idx = np.arange(16) if preset == "crossmatch" else np.arange(8)
+    e = trainer.cfg.eval
+    want = recompute_statistics(want, torch.from_numpy(data.train_images[idx]), e.precise_bn_batches,
+                                e.precise_bn_batch_size, seed=trainer.cfg.train.seed,
+                                autocast=torch.autocast("cpu", dtype=torch.bfloat16))
+    assert got is not trainer.model
+    got_bn, want_bn = got.state_dict(), want.state_dict()
+    assert all(torch.equal(got_bn[k], v) for k, v in want_bn.items())
+    assert any(not torch.equal(got_bn[k], v) for k, v in trainer.model.state_dict().items() if "running" in k)
+    assert trainer.eval_model("running") is trainer.model and trainer.eval_model() is trainer.model
+
+
+def test_3d_evaluation_slides_the_run_s_window_over_each_case(tmp_path):
+    """A 3D run scores its cases through the sliding window of its patch, eval.stride and
+    data.downsample: the same predictions as evaluate_cases handed that window."""
+    cfg = load_config("configs/toy_la.yaml", ["train.threads=1", "train.progress=false", "train.amp=off",
+                                              "model.channels=[2,4,8,16,32]", "eval.stride=[8,8,4]"])
+    trainer = Trainer(cfg, tmp_path / "run")
+    cases, d = trainer.data.val_cases[:1], trainer.data
+    got = trainer.evaluate(cases, keep_predictions=True)
+    window = {"patch": (32, 32, 16), "stride": (8, 8, 4), "downsample": d.downsample}
+    want = evaluate_cases(trainer.model, cases, d.num_classes, d.class_names, cfg.data.size, torch.device("cpu"),
+                          distances=False, keep_predictions=True, window=window)
+    assert np.array_equal(got["_predictions"][cases[0].id], want["_predictions"][cases[0].id])
+    assert got["dice"] == want["dice"] and got["cases"] == want["cases"]

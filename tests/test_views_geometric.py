@@ -29,6 +29,7 @@ The draw order the module's docstring lists is re-made here, draw by draw, for b
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -121,7 +122,29 @@ def test_weak_view_2d_draws_in_the_documented_order():
         j = [j for j, r in enumerate(refl) if np.array_equal(out[i, 0].numpy(), r)]
         hit.setdefault((int(k[i]), int(flip_axis[i])), set()).update(j)
     assert len(hit) == 8 and all(len(v) == 1 for v in hit.values())
+    # The flip axis drawn is the one flipped: for each k, the two axes give two reflections.
+    assert all(hit[(q, 0)] != hit[(q, 1)] for q in range(4))
     assert sorted(np.bincount([next(iter(v)) for v in hit.values()], minlength=4)) == [2, 2, 2, 2]
+
+
+def test_weak_view_2d_moves_every_channel_and_the_label_alike_in_any_float_dtype_and_device():
+    """RGB images (ISIC): the three channels and the label go through the same resampling;
+    float64 images give float64 views of the same values, a batch on another device (meta
+    here) stays there, and nothing warns (grid_sample's align_corners is given)."""
+    b, s = 16, 6
+    base = torch.randperm(s * s, generator=torch.Generator().manual_seed(1)).float().view(s, s) / (s * s)
+    images = torch.stack([base, 2 * base, 3 * base])[None].expand(b, 3, s, s).clone()
+    labels = (base * s * s).round().long().remainder(3).expand(b, s, s).clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, y = geometric.weak_view_2d(images, labels, torch.Generator().manual_seed(0))
+    assert x.shape == (b, 3, s, s) and y.shape == (b, s, s) and y.dtype == torch.long
+    assert torch.equal(x[:, 1], 2 * x[:, 0]) and torch.equal(x[:, 2], 3 * x[:, 0])
+    assert torch.equal(y, (x[:, 0] * s * s).round().long().remainder(3))
+    x64, _ = geometric.weak_view_2d(images.double(), None, torch.Generator().manual_seed(0))
+    assert x64.dtype == torch.float64 and torch.equal(x64, x.double())
+    meta, _ = geometric.weak_view_2d(images.to("meta"), None, torch.Generator().manual_seed(0))
+    assert meta.device.type == "meta" and meta.shape == x.shape
 
 
 # ---------------------------------------------------------------- 2D 8-bit conversion
@@ -250,10 +273,17 @@ def test_weak_view_3d_draws_in_the_documented_order():
 
 
 # ---------------------------------------------------------------- 3D centre crop
-def test_centre_crop_takes_the_middle_and_pads_the_odd_voxel_after():
-    vol = distinct_volume((11, 5, 8))
-    out = geometric.centre_crop(vol, (8, 8, 8))
-    v = vol[0].numpy()
+@pytest.mark.parametrize("shape, patch, expected", [
     # x: start (11 - 8) // 2 = 1; y: 3 zeros, 1 before and 2 after; z: unchanged.
-    expected = np.pad(v[1:9], [(0, 0), (1, 2), (0, 0)])
-    assert out.shape == (1, 8, 8, 8) and np.array_equal(out[0].numpy(), expected)
+    ((11, 5, 8), (8, 8, 8), lambda v: np.pad(v[1:9], [(0, 0), (1, 2), (0, 0)])),
+    # y: 5 zeros, 2 before and 3 after; x: start 2.
+    ((12, 3, 8), (8, 8, 8), lambda v: np.pad(v[2:10], [(0, 0), (2, 3), (0, 0)])),
+    # y: 12 zeros, 6 on each side.
+    ((8, 4, 8), (8, 16, 8), lambda v: np.pad(v, [(0, 0), (6, 6), (0, 0)])),
+    # nothing to pad: x from 2, y from 1, z whole.
+    ((12, 10, 8), (8, 8, 8), lambda v: v[2:10, 1:9]),
+])
+def test_centre_crop_takes_the_middle_and_pads_the_odd_voxel_after(shape, patch, expected):
+    vol = distinct_volume(shape)
+    out = geometric.centre_crop(vol, patch)
+    assert out.shape == (1, *patch) and np.array_equal(out[0].numpy(), expected(vol[0].numpy()))

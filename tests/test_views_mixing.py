@@ -27,7 +27,7 @@ from scipy import stats
 from benchmarks.official_loop import cutmix_box as official_cutmix_box
 from crossmatch_lite.config import ImagePerturbConfig
 from crossmatch_lite.views import draws, mixing
-from view_stats import assert_binomial, la_image_cfg
+from view_stats import assert_binomial, la_image_cfg, replay
 
 
 # ---------------------------------------------------------------- 2D CutMix boxes
@@ -174,3 +174,54 @@ def test_box_layouts_are_the_same_draws_written_both_ways():
         expected = official_boxes(40, patch, always, torch.Generator().manual_seed(3), axes)
         assert np.array_equal(layouts[axes].numpy(), expected), axes
     assert all(b.sum() > 0 for b in layouts["clean"])
+    # With CutMix off in the config, and the default seed 0, every sample still gets a box.
+    off = mixing.box_layouts(8, patch, dataclasses.replace(cfg, cutmix=False))
+    expected = official_boxes(8, patch, dataclasses.replace(cfg, cutmix_p=1.0), torch.Generator().manual_seed(0),
+                              "clean")
+    assert np.array_equal(off["clean"].numpy(), expected)
+
+
+def test_a_3d_box_never_spans_a_whole_side_of_the_patch():
+    """The official sampler draws the ratio again until each side is strictly below the
+    patch's: in a 4-voxel patch with 90 % of its volume drawn, a side of 4 comes up often
+    and is never kept (its corner range [0, 0) would be empty)."""
+    patch = (4, 4, 4)
+    cfg = la_image_cfg(cutmix_p=1.0, cutmix_area=(0.9, 0.9), cutmix_box_axes="clean")
+    boxes = mixing.cutmix_boxes_3d(60, patch, cfg, torch.Generator().manual_seed(0))
+    for box in boxes.numpy():
+        extents = [int(box.any(axis=tuple(a for a in range(3) if a != axis)).sum()) for axis in range(3)]
+        assert all(0 < e < 4 for e in extents), extents
+
+
+def test_a_volume_too_deep_for_a_flat_patch_is_drawn_again():
+    """In a patch too flat for some volumes (d = V^(1/3) >= Z whatever the ratio), the
+    volume is drawn again after such a ratio, then the ratio, until the box fits: the
+    boxes are those of these draws in this order, and nothing else is drawn."""
+    patch, n = (24, 24, 6), 40
+    X, Y, Z = patch
+    cfg = la_image_cfg(cutmix_p=1.0, cutmix_box_axes="clean")
+    (lo, hi), (r0, r1) = cfg.cutmix_area, cfg.cutmix_ratio
+    gen = torch.Generator().manual_seed(0)
+    g = replay(gen)
+    boxes = mixing.cutmix_boxes_3d(n, patch, cfg, gen)
+    redrawn = 0
+    for i in range(n):
+        assert draws.rand(g) < cfg.cutmix_p
+        size = (lo + (hi - lo) * draws.rand(g)) * X * Y * Z
+        while True:
+            ratio = r0 + (r1 - r0) * draws.rand(g)
+            w, h, d = int((size / ratio) ** (1 / 3)), int((size * ratio) ** (1 / 3)), int(size ** (1 / 3))
+            if w < X and h < Y and d < Z:
+                break
+            if d >= Z:
+                size, redrawn = (lo + (hi - lo) * draws.rand(g)) * X * Y * Z, redrawn + 1
+        x, y, z = draws.randint(g, 0, X - w), draws.randint(g, 0, Y - h), draws.randint(g, 0, Z - d)
+        expected = torch.zeros(patch)
+        expected[x:x + w, y:y + h, z:z + d] = 1
+        assert torch.equal(boxes[i], expected), i
+    assert redrawn > 0 and torch.equal(gen.get_state(), g.get_state())
+
+
+def test_a_patch_that_no_box_fits_is_refused_with_the_key_to_lower():
+    with pytest.raises(ValueError, match=r"no CutMix box .* fits a \(24, 24, 2\) patch; lower perturb.image.cutmix_area"):
+        mixing.cutmix_boxes_3d(1, (24, 24, 2), la_image_cfg(cutmix_p=1.0), torch.Generator().manual_seed(0))
