@@ -239,6 +239,8 @@ def test_weak_view_reflects_in_the_xy_plane_and_crops_uniformly():
     ((12, 9, 5), (14, 13, 13)),
     # z exactly the patch ("no larger" includes equal): 3 on z; (8-16)//2+3 = -1, so none, on x and y.
     ((16, 16, 8), (16, 16, 14)),
+    # z two voxels: (8-2)//2+3 = 6 on z, 2 on y, 1 on x.
+    ((12, 9, 2), (14, 13, 14)),
 ])
 def test_weak_view_pads_volumes_no_larger_than_the_patch_by_the_official_rule(shape, padded):
     patch, n = (8, 8, 8), 300
@@ -253,6 +255,12 @@ def test_weak_view_pads_volumes_no_larger_than_the_patch_by_the_official_rule(sh
             starts = {start[axis] for _, start, s in draws if s == size}
             assert starts == set(range(size[axis] - patch[axis])), (size, axis)
 
+
+
+def test_weak_view_3d_pads_unlabeled_volumes_too():
+    vol = distinct_volume((5, 6, 3))
+    x, y = geometric.weak_view_3d([vol, vol], None, (8, 8, 8), torch.Generator().manual_seed(0))
+    assert x.shape == (2, 1, 8, 8, 8) and y is None
 
 
 def test_weak_view_3d_draws_in_the_documented_order():
