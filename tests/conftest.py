@@ -10,7 +10,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 # Two intra-op threads for every test (CI has two cores), one per worker when pytest-xdist
 # runs the suite in two processes (`-n 2`), so that the workers do not fight over the cores.
 # The fixture below puts this back after any test that changes it (a Trainer sets
-# train.threads), so a result never depends on which test ran before.
+# train.threads), so a result never depends on which test ran before: the order of
+# floating-point reductions follows the thread count.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
 torch.set_num_threads(THREADS)
