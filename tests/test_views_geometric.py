@@ -153,6 +153,9 @@ def test_quantize_8bit_is_the_official_pil_conversion():
     x[0, 0, 0, :4] = torch.tensor([0.0, 1.0, 254.5 / 255, 1 / 255])
     official = (x.numpy() * 255).astype(np.uint8).astype(np.float32) / 255.0
     assert torch.equal(geometric.quantize_8bit(x), torch.from_numpy(official))
+    # Outside [0, 1] the uint8 cast would wrap (1.5 -> 126/255); the view clamps to the ends.
+    assert torch.equal(geometric.quantize_8bit(torch.tensor([-0.25, -1e-6, 1.0 + 1e-6, 1.5, 2.5])),
+                       torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0]))
 
 
 def test_unlabeled_weak_views_go_through_8_bit_as_the_official_pipeline():

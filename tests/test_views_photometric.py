@@ -44,9 +44,10 @@ def phantom(size: int = 48, seed: int = 0) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- 2D Gaussian blur
-def reference_blur(img: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
-    """A per-sample separable Gaussian written out in NumPy, edges replicated."""
-    r = max(1, int(math.ceil(truncate * sigma)))
+def reference_blur(img: np.ndarray, sigma: float, truncate: float = 4.0, radius: int | None = None) -> np.ndarray:
+    """A per-sample separable Gaussian written out in NumPy, edges replicated; cut at
+    `radius` pixels, by default at `truncate` sigmas."""
+    r = radius if radius is not None else max(1, int(math.ceil(truncate * sigma)))
     x = np.arange(-r, r + 1, dtype=np.float64)
     k = np.exp(-0.5 * (x / sigma) ** 2)
     k /= k.sum()
@@ -65,13 +66,16 @@ def test_batch_blur_equals_per_sample_reference_gaussian():
     sigma[0], sigma[1] = cfg.blur_sigma[0], cfg.blur_sigma[1]  # both ends of the range
     apply = torch.tensor([True, True, True, False, True, False])
     out = P.gaussian_blur(x, sigma, apply, max_sigma=cfg.blur_sigma[1])
+    cut = math.ceil(3 * cfg.blur_sigma[1])  # every sample's kernel is cut at 3 max-sigma
     for i in range(b):
         for ch in range(c):
             got = out[i, ch].numpy()
             if apply[i]:
                 ref = reference_blur(x[i, ch].numpy(), float(sigma[i]))
-                assert np.abs(got - ref).max() < 2e-3, (i, float(sigma[i]))  # kernel cut at 3 max-sigma
+                assert np.abs(got - ref).max() < 2e-3, (i, float(sigma[i]))  # the uncut Gaussian, nearly
                 assert np.abs(got - ref).mean() < 2e-4
+                ref = reference_blur(x[i, ch].numpy(), float(sigma[i]), radius=cut)
+                assert np.abs(got - ref).max() < 1e-5, (i, float(sigma[i]))  # the cut one, exactly
             else:
                 assert torch.equal(out[i, ch], x[i, ch])
 
@@ -190,6 +194,42 @@ def test_strong_view_jitters_then_blurs_each_sample_with_its_probability():
     expected = geometric.quantize_8bit(P.gaussian_blur(jittered, sigma, apply, max_sigma=cfg.blur_sigma[1]))
     assert torch.equal(out, expected)
     assert torch.equal(gen.get_state(), g.get_state())  # and nothing else is drawn
+
+
+# ---------------------------------------------------------------- dtypes
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-6), (torch.bfloat16, 6e-2)])
+def test_strong_view_2d_parts_keep_the_input_dtype(dtype, tol):
+    """Jitter and blur compute in the image's dtype (their factors, sigmas and kernels cast
+    to it) and give the float32 result up to that dtype's rounding (bf16 keeps 8 bits:
+    a few 1/128 steps over the chain of adjustments)."""
+    cfg = ImagePerturbConfig()
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(9))
+    want = P.color_jitter(x, cfg, torch.Generator().manual_seed(1))
+    got = P.color_jitter(x.to(dtype), cfg, torch.Generator().manual_seed(1))
+    assert got.dtype == dtype and (got.float() - want).abs().max() < tol
+    sigma, apply = torch.linspace(0.1, 2.0, 6), torch.ones(6, dtype=torch.bool)
+    want = P.gaussian_blur(x, sigma, apply, max_sigma=2.0)
+    got = P.gaussian_blur(x.to(dtype), sigma, apply, max_sigma=2.0)
+    assert got.dtype == dtype and (got.float() - want).abs().max() < tol
+
+
+def test_strong_view_2d_runs_on_the_batch_s_device():
+    """Draws are made on the CPU generator and moved to the images' device; the meta device
+    stands in for a GPU (a tensor left on the CPU would refuse to mix with it)."""
+    cfg = ImagePerturbConfig()
+    x = torch.rand(4, 3, 8, 8).to("meta")
+    for out in (P.color_jitter(x, cfg, torch.Generator().manual_seed(0)),
+                P.gaussian_blur(x, torch.rand(4), torch.ones(4, dtype=torch.bool), max_sigma=2.0),
+                P.strong_view_2d(x, cfg, torch.Generator().manual_seed(0))):
+        assert out.device.type == "meta" and out.shape == x.shape and out.dtype == x.dtype
+
+
+def test_strong_view_3d_hands_back_the_volumes_dtype():
+    """torchio computes in float32; the view casts its result back to the batch's dtype."""
+    cfg = la_image_cfg(bias_gamma_p=1.0, blur_p=1.0)
+    u = torch.rand(2, 1, 6, 6, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64) + 0.5
+    out = P.strong_view_3d(u, cfg, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.float64 and out.shape == u.shape and not torch.equal(out, u)
 
 
 # ---------------------------------------------------------------- 3D strong view
