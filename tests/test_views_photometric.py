@@ -19,6 +19,9 @@ moved from per-sample PIL to batch-wise torch in 2D:
     branches and the seed of each volume are the draws the module's docstring lists, in
     that order (exact resume depends on it; the 2D order is re-made by
     test_strong_view_jitters_then_blurs_each_sample_with_its_probability).
+  * dtypes and devices: jitter and blur keep a float64 or bf16 image in its dtype and run
+    on the images' device (the meta device stands in for a GPU); the 3D view hands back
+    the batch's dtype.
 """
 from __future__ import annotations
 
