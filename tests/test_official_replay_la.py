@@ -211,8 +211,8 @@ def test_official_la_optimizer_step_matches(fx, replayed):
         if name in fx["full"]:
             want = fx["full"][name]
             well_defined = want["grad"].abs() >= 1e-5
+            # rtol: two float32 ulps; CPUs round one Adam update of a weight near 1.0 one ulp apart.
             torch.testing.assert_close(p.detach().cpu()[well_defined], want["after"][well_defined],
-                # rtol: two float32 ulps; CPUs round one Adam update of a weight near 1.0 one ulp apart.
                                        rtol=2.4e-7, atol=1e-7, msg=lambda m: f"{name} after the step: {m}")
         else:
             _stats_close(update, fx["update_stats"][name], 20_000 + i, 2e-3, 0.0, f"update {name}")
